@@ -113,7 +113,9 @@ func (p Payload) Validate(lim Limits) (warnings []string, err error) {
 	}
 
 	for _, name := range expectedFiles {
-		if _, ok := p.Files[name]; !ok {
+		_, sent := p.Files[name]
+		_, derived := p.Derived[name] // a rewritten sqlnet.ora moves to Derived
+		if !sent && !derived {
 			warnings = append(warnings, fmt.Sprintf("expected file %s is missing", quoteName(name)))
 		}
 	}

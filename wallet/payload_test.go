@@ -31,6 +31,10 @@ func TestPayloadValidate(t *testing.T) {
 		{name: "derived ok", mutate: func(p *Payload) {
 			p.Derived = map[string]DerivedFile{"ewallet.pem": {Data: []byte("x"), SourceSHA256: strings.Repeat("ab", 32)}}
 		}},
+		{name: "sqlnet.ora moved to derived is not missing", mutate: func(p *Payload) {
+			p.Derived = map[string]DerivedFile{"sqlnet.ora": {Data: []byte("x"), SourceSHA256: sha256Hex(p.Files["sqlnet.ora"])}}
+			delete(p.Files, "sqlnet.ora")
+		}},
 		{name: "empty key store", mutate: func(p *Payload) { p.Files["cwallet.sso"] = nil }, wantErr: `"cwallet.sso" is empty`},
 		{name: "empty README warns", mutate: func(p *Payload) { p.Files["README"] = []byte{} }, wantWarn: `"README" is empty`},
 		{name: "missing file warns", mutate: func(p *Payload) { delete(p.Files, "ojdbc.properties") }, wantWarn: `"ojdbc.properties" is missing`},

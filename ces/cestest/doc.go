@@ -20,8 +20,11 @@
 //     against the real clock.
 //   - With Options.Seed, everything that is not key material is deterministic:
 //     wallet name, wallet and schema passwords, serial numbers, dates (relative
-//     to Options.Now) and the opaque cwallet.sso bytes. Keys, signatures, JKS
-//     and PKCS#12 salts and access tokens stay random: Go's crypto ignores
-//     caller-supplied randomness for key generation and ECDSA signing.
-//   - cwallet.sso is opaque random bytes for now (see autoLoginSSO).
+//     to Options.Now). Keys, signatures, JKS, PKCS#12 and cwallet.sso salts
+//     and access tokens stay random: Go's crypto ignores caller-supplied
+//     randomness for key generation and ECDSA signing.
+//   - cwallet.sso is a real auto-login wallet (see EncodeSSO) holding the same
+//     key and certificates as ewallet.p12 and keystore.jks.
+//   - With Options.DBListener, a TLS listener plays the database's TCPS
+//     endpoint (see DBListener) and tnsnames.ora points at it.
 package cestest

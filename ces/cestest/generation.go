@@ -16,6 +16,7 @@ import (
 	"maps"
 	"math/big"
 	mrand "math/rand/v2"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -73,12 +74,15 @@ type generation struct {
 // builder makes generations. It is used by one goroutine at a time (NewServer,
 // then Rotate under rotateMu).
 type builder struct {
-	opts  Options
-	src   *mrand.ChaCha8
-	rng   *mrand.Rand
-	ca    *walletCA
-	db    string // lower-case database name, fixed for the Server
-	wname string
+	opts Options
+	src  *mrand.ChaCha8
+	rng  *mrand.Rand
+	ca   *walletCA
+	db   string // lower-case database name, fixed for the Server
+	// dbAddr is host:port of the database in tnsnames.ora; the DBListener's
+	// address when there is one.
+	dbAddr string
+	wname  string
 }
 
 func newBuilder(opts Options) (*builder, error) {
@@ -88,7 +92,7 @@ func newBuilder(opts Options) (*builder, error) {
 	} else if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("seed: %w", err)
 	}
-	b := &builder{opts: opts}
+	b := &builder{opts: opts, dbAddr: opts.DBAddress}
 	b.src = mrand.NewChaCha8(seed)
 	b.rng = mrand.New(b.src)
 	suffix := b.randString("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 6)
@@ -230,8 +234,10 @@ func (b *builder) wallet(g *generation) error {
 	if files["ewallet.p12"], err = p12Encoder.Encode(key, leaf, []*x509.Certificate{b.ca.cert}, g.WalletPassword); err != nil {
 		return fmt.Errorf("ewallet.p12: %w", err)
 	}
-	files["cwallet.sso"] = b.autoLoginSSO()
-	files["tnsnames.ora"] = tnsnames(g.dbName)
+	if files["cwallet.sso"], err = EncodeSSO(key, leaf, []*x509.Certificate{b.ca.cert}); err != nil {
+		return err
+	}
+	files["tnsnames.ora"] = tnsnames(g.dbName, b.dbAddr)
 	files["sqlnet.ora"] = []byte(sqlnetOra)
 	files["ojdbc.properties"] = []byte(ojdbcProperties)
 	files["README"] = readme(g)
@@ -242,14 +248,6 @@ func (b *builder) wallet(g *generation) error {
 // p12Encoder is Modern2023 (readable by OpenSSL 3) with fewer PBKDF2 rounds:
 // benchmarks rotate thousands of times and the password is random anyway.
 var p12Encoder = pkcs12.Modern2023.WithIterations(256)
-
-// autoLoginSSO stands in for Oracle's auto-login wallet: opaque bytes until a
-// real SSO encoder replaces it.
-func (b *builder) autoLoginSSO() []byte {
-	out := make([]byte, 1024)
-	_, _ = b.src.Read(out) // ChaCha8.Read never fails
-	return out
-}
 
 func trustStoreJKS(ca *x509.Certificate, created time.Time, password string) ([]byte, error) {
 	ks := keystore.New()
@@ -307,13 +305,17 @@ oracle.net.wallet_location=(source=(method=file)(method_data=(directory=${TNS_AD
 #javax.net.ssl.keyStorePassword=<password_from_console>
 `
 
-func tnsnames(db string) []byte {
+func tnsnames(db, addr string) []byte {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		host, port = "127.0.0.1", "1522"
+	}
 	var b strings.Builder
 	for _, level := range []string{"high", "medium", "low"} {
 		fmt.Fprintf(&b, "%s_%s = (description= (retry_count=20)(retry_delay=3)"+
-			"(address=(protocol=tcps)(port=1522)(host=127.0.0.1))"+
+			"(address=(protocol=tcps)(port=%s)(host=%s))"+
 			"(connect_data=(service_name=%s_%s.adb.cestest.invalid))"+
-			"(security=(ssl_server_dn_match=yes)))\n\n", db, level, db, level)
+			"(security=(ssl_server_dn_match=yes)))\n\n", db, level, port, host, db, level)
 	}
 	return []byte(b.String())
 }

@@ -49,6 +49,11 @@ type Options struct {
 	CallbackRootCAs *x509.CertPool
 	// CallbackTimeout bounds each callback POST; default 2s.
 	CallbackTimeout time.Duration
+	// DBAddress is the host:port tnsnames.ora names; default "127.0.0.1:1522".
+	DBAddress string
+	// DBListener starts a DBListener (see Server.DB) on 127.0.0.1:0 and
+	// points tnsnames.ora at it, overriding DBAddress.
+	DBListener bool
 }
 
 func (o Options) withDefaults() Options {
@@ -85,6 +90,9 @@ func (o Options) withDefaults() Options {
 	if o.CallbackTimeout <= 0 {
 		o.CallbackTimeout = 2 * time.Second
 	}
+	if o.DBAddress == "" {
+		o.DBAddress = "127.0.0.1:1522"
+	}
 	return o
 }
 
@@ -114,6 +122,7 @@ type Server struct {
 
 	rotateMu sync.Mutex // serialises Rotate, callbacks included; guards b
 	b        *builder
+	db       *DBListener // nil unless Options.DBListener
 
 	mu         sync.Mutex
 	cur        *generation
@@ -136,8 +145,18 @@ func NewServer(opts Options) *Server {
 	if err != nil {
 		panic(fmt.Sprintf("cestest: %v", err))
 	}
+	var db *DBListener
+	if opts.DBListener {
+		if db, err = newDBListener(b.ca, b.db); err != nil {
+			panic(fmt.Sprintf("cestest: %v", err))
+		}
+		b.dbAddr = db.Addr()
+	}
 	g, err := b.initial()
 	if err != nil {
+		if db != nil {
+			db.Close()
+		}
 		panic(fmt.Sprintf("cestest: %v", err))
 	}
 	caPEM, cert, err := newTLSIdentity()
@@ -147,6 +166,7 @@ func NewServer(opts Options) *Server {
 	s := &Server{
 		opts:     opts,
 		b:        b,
+		db:       db,
 		cur:      g,
 		caPEM:    caPEM,
 		tokens:   make(map[string]time.Time),
@@ -224,6 +244,10 @@ func newTLSIdentity() (caPEM []byte, leaf tls.Certificate, err error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), leaf, nil
 }
 
+// DB returns the database TCPS listener tnsnames.ora points at, or nil
+// without Options.DBListener. Server.Close closes it.
+func (s *Server) DB() *DBListener { return s.db }
+
 // Client returns an HTTP client that trusts the simulator's TLS root.
 func (s *Server) Client() *http.Client { return s.client }
 
@@ -236,6 +260,9 @@ func (s *Server) Close() {
 	s.once.Do(func() {
 		s.cancel()
 		s.hs.Close()
+		if s.db != nil {
+			s.db.Close()
+		}
 		s.client.CloseIdleConnections()
 		s.cbClient.CloseIdleConnections()
 	})

@@ -173,7 +173,6 @@ func TestSeedDeterminism(t *testing.T) {
 	same := func(x, y Generation) bool {
 		return x.WalletName == y.WalletName && x.WalletPassword == y.WalletPassword &&
 			x.Start.Equal(y.Start) && x.End.Equal(y.End) && x.LastRotation.Equal(y.LastRotation) &&
-			bytes.Equal(x.Files["cwallet.sso"], y.Files["cwallet.sso"]) &&
 			bytes.Equal(x.Files["tnsnames.ora"], y.Files["tnsnames.ora"]) &&
 			x.Schemas["RABE01USER"] == y.Schemas["RABE01USER"] && x.Leaf.SerialNumber.Cmp(y.Leaf.SerialNumber) == 0
 	}
