@@ -182,6 +182,15 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// CheckToken gets (or reuses) an IAM token and discards it, so a diagnosis
+// can tell an IAM problem from a CES one. The token is never returned.
+func (c *Client) CheckToken(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	_, err := c.token(ctx)
+	return err
+}
+
 // CloseIdleConnections releases pooled connections (shutdown, tests).
 func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
