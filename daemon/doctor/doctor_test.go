@@ -71,7 +71,9 @@ func TestDoctorPinpointsEachMisconfiguration(t *testing.T) {
 		{name: "dns resolves privately", mutate: func(s *setup) {
 			s.cfg.BaseURL = oracleHost
 			s.dep.LookupIP = func(context.Context, string) ([]net.IP, error) { return []net.IP{net.ParseIP("10.0.1.5")}, nil }
-			s.dep.Dial = func(ctx context.Context, n, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, n, simAddr) }
+			s.dep.Dial = func(ctx context.Context, n, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, n, simAddr)
+			}
 		}, check: "DNS", want: OK},
 		{name: "tcp refused", mutate: func(s *setup) { s.cfg.BaseURL = "https://127.0.0.1:1/rgbu-common-a-b" }, check: "TCP", want: Fail, fix: "443"},
 		{name: "tls unknown authority", mutate: func(s *setup) { s.cfg.RootCAs = x509.NewCertPool() }, check: "TLS", want: Fail, fix: "ca_file"},
