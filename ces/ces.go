@@ -411,13 +411,15 @@ func (c *Client) send(ctx context.Context, op, method, u string, payload []byte,
 	}
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	c.observe(op, strconv.Itoa(resp.StatusCode), start)
+	if ctx.Err() != nil {
+		// A cancelled HTTP/2 stream can still deliver the headers of an
+		// answer the server wrote on its way out; the caller gave up first.
+		return 0, nil, nil, transportError(ctx, op, ctx.Err(), "waiting for the response")
+	}
 	if !ok {
 		return resp.StatusCode, resp.Header, nil, nil // error bodies may echo our request: never used
 	}
 	if rerr != nil {
-		if ctx.Err() != nil {
-			return 0, nil, nil, transportError(ctx, op, rerr, "reading the response body")
-		}
 		return 0, nil, nil, &Error{Op: op, Kind: KindBadResponse, StatusCode: resp.StatusCode,
 			Detail: "truncated body: " + sanitize(rerr.Error(), c.secret, tok.AccessToken), Err: rerr}
 	}
