@@ -1,0 +1,404 @@
+// Package daemon is the heart of `cesd run`: it decides when to fetch. It owns
+// the coalescing refresher, the fallback poller, the registration keeper, the
+// ops server (/metrics, /healthz, /readyz), the on_change hook runner and the
+// retry backoff. It never parses flags or env; cmd/cesd builds a Config and
+// Deps and calls Run.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/cesd/cesd/ces"
+	"github.com/cesd/cesd/wallet"
+)
+
+// Config is the daemon's typed configuration. Zero durations take defaults.
+type Config struct {
+	WalletDir        string
+	CallbackURL      string        // registered with CES; empty = poll-only mode
+	ExtraEndpoints   []string      // e.g. mailto:, also kept registered
+	PollInterval     time.Duration // default 5m; each wait is ±10%
+	Jitter           time.Duration // max random delay before a notification-triggered fetch; default 0
+	MinInterval      time.Duration // floor between fetch starts; default 1s; a trigger waits it out
+	RegisterInterval time.Duration // registration keeper period; default 5m
+	OnChange         string        // run via /bin/sh -c after a new generation is live
+	HookTimeout      time.Duration // default 30s
+	UnregisterOnExit bool          // default false: replicas sharing one URL would unregister each other
+	MetricsListen    string        // ops listener address; empty = no ops listener
+	ShutdownTimeout  time.Duration // default 10s
+	BackoffBase      time.Duration // default 1s
+	BackoffMax       time.Duration // default 5m
+	Limits           wallet.Limits // decode limits; zero = wallet.DefaultLimits()
+}
+
+// CES is the part of *ces.Client the daemon uses.
+type CES interface {
+	FetchCredentials(ctx context.Context) (*ces.Credentials, error)
+	ListEndpoints(ctx context.Context) ([]string, error)
+	RegisterEndpoint(ctx context.Context, endpoint string) error
+	UnregisterEndpoint(ctx context.Context, endpoint string) error
+}
+
+// Writer is the part of *wallet.Writer the daemon uses.
+type Writer interface {
+	Write(p wallet.Payload) (wallet.Result, error)
+}
+
+// Runner is a part run beside the daemon's own, such as *notify.Server.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// SwapEvent describes the live generation, for AfterSwap.
+type SwapEvent struct {
+	WalletDir  string
+	Generation int64
+	Change     string
+	// Credentials is what CES sent for this generation; nil when the
+	// generation was found on disk at startup. Do not retain it.
+	Credentials *ces.Credentials
+}
+
+// Deps are the daemon's collaborators.
+type Deps struct {
+	CES        CES
+	Writer     Writer
+	Callback   Runner // optional callback listener; its trigger must be Daemon.Notify (see SetCallback)
+	Logger     *zap.Logger
+	Registerer prometheus.Registerer // nil = a private registry
+	Gatherer   prometheus.Gatherer   // served on /metrics; nil = Registerer if it is a Gatherer
+	Now        func() time.Time      // nil = time.Now
+	Rand       *rand.Rand            // nil = seeded from the runtime
+	// AfterSwap, if set, runs on the refresher after every swap and once at
+	// startup when a valid generation is already on disk (cert metrics).
+	// It must be quick.
+	AfterSwap func(SwapEvent)
+	// Derive, if set, runs between decode and write to add derived files
+	// (an ewallet.pem, a rewritten sqlnet.ora) to p.Derived. An error fails
+	// the refresh and keeps the live generation.
+	Derive func(p *wallet.Payload, creds *ces.Credentials) error
+}
+
+// Daemon keeps a wallet folder current. Build it with New, then Run it once.
+type Daemon struct {
+	cfg       Config
+	ces       CES
+	writer    Writer
+	log       *zap.Logger
+	gatherer  prometheus.Gatherer
+	now       func() time.Time
+	afterSwap func(SwapEvent)
+	derive    func(*wallet.Payload, *ces.Credentials) error
+	m         *metrics
+
+	randMu sync.Mutex
+	rnd    *rand.Rand
+
+	q     *queue
+	hooks *hookRunner
+
+	mu       sync.Mutex
+	callback Runner
+	opsAddr  net.Addr
+	running  bool
+
+	started           chan struct{}
+	startOnce         sync.Once
+	ready             atomic.Bool
+	notifiedSinceSwap atomic.Bool
+	fetches           atomic.Int64
+
+	verifyMu   sync.Mutex
+	verifyAt   time.Time
+	verifyErr  error
+	verifyFunc func(dir string) (*wallet.Manifest, error)
+}
+
+// New validates cfg, applies defaults and registers the daemon's metrics.
+func New(cfg Config, deps Deps) (*Daemon, error) {
+	if cfg.WalletDir == "" {
+		return nil, errors.New("daemon: wallet_dir is required")
+	}
+	if deps.CES == nil || deps.Writer == nil {
+		return nil, errors.New("daemon: CES and Writer are required")
+	}
+	if cfg.CallbackURL != "" {
+		u, err := url.Parse(cfg.CallbackURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("daemon: callback_url must be an absolute http(s) URL")
+		}
+	}
+	for _, e := range cfg.ExtraEndpoints {
+		if e == "" {
+			return nil, errors.New("daemon: extra_endpoints holds an empty entry")
+		}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.PollInterval, 5*time.Minute)
+	def(&cfg.MinInterval, time.Second)
+	def(&cfg.RegisterInterval, 5*time.Minute)
+	def(&cfg.HookTimeout, 30*time.Second)
+	def(&cfg.ShutdownTimeout, 10*time.Second)
+	def(&cfg.BackoffBase, time.Second)
+	def(&cfg.BackoffMax, 5*time.Minute)
+	if cfg.Jitter < 0 {
+		cfg.Jitter = 0
+	}
+	if cfg.BackoffMax < cfg.BackoffBase {
+		cfg.BackoffMax = cfg.BackoffBase
+	}
+	if cfg.Limits == (wallet.Limits{}) {
+		cfg.Limits = wallet.DefaultLimits()
+	}
+
+	reg, gat := deps.Registerer, deps.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg = r
+		if gat == nil {
+			gat = r
+		}
+	}
+	if gat == nil {
+		g, ok := reg.(prometheus.Gatherer)
+		if !ok {
+			return nil, errors.New("daemon: Gatherer is required when Registerer is not a Gatherer")
+		}
+		gat = g
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	m.pollInterval.Set(cfg.PollInterval.Seconds())
+	if cfg.CallbackURL == "" {
+		// Poll-only by choice: a 0 here would page someone for a callback
+		// nobody configured, so the series is absent instead.
+		reg.Unregister(m.registered)
+	}
+
+	d := &Daemon{
+		cfg:        cfg,
+		ces:        deps.CES,
+		writer:     deps.Writer,
+		log:        deps.Logger,
+		gatherer:   gat,
+		now:        deps.Now,
+		afterSwap:  deps.AfterSwap,
+		derive:     deps.Derive,
+		m:          m,
+		rnd:        deps.Rand,
+		q:          newQueue(),
+		callback:   deps.Callback,
+		started:    make(chan struct{}),
+		verifyFunc: wallet.Verify,
+	}
+	if d.log == nil {
+		d.log = zap.NewNop()
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.rnd == nil {
+		d.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	d.hooks = newHookRunner(d)
+	return d, nil
+}
+
+// SetCallback sets the callback listener after construction, because the
+// listener is built with d.Notify as its trigger. Call it before Run.
+func (d *Daemon) SetCallback(r Runner) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running {
+		return errors.New("daemon: SetCallback after Run")
+	}
+	d.callback = r
+	return nil
+}
+
+// Notify schedules a refresh for a CES callback. It never blocks, so it can
+// be the notify listener's trigger and answer 202 at once.
+func (d *Daemon) Notify(change string) {
+	d.notifiedSinceSwap.Store(true)
+	d.q.add(TriggerNotification, change)
+}
+
+// Refresh schedules a refresh; trigger is one of the Trigger constants
+// (anything else counts as TriggerSignal). It never blocks.
+func (d *Daemon) Refresh(trigger string) {
+	switch trigger {
+	case TriggerStartup, TriggerNotification, TriggerPoll, TriggerSignal:
+	default:
+		trigger = TriggerSignal
+	}
+	d.q.add(trigger, "")
+}
+
+// Ready reports whether a valid generation is live.
+func (d *Daemon) Ready() bool { return d.ready.Load() }
+
+// Started is closed once Run has bound the ops listener and loaded any
+// generation on disk, just before the parts start (or when Run fails early).
+func (d *Daemon) Started() <-chan struct{} { return d.started }
+
+// OpsAddr is the bound ops listener address, or "" before Started or when
+// MetricsListen is empty.
+func (d *Daemon) OpsAddr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.opsAddr == nil {
+		return ""
+	}
+	return d.opsAddr.String()
+}
+
+// Fetches is the number of CES fetches attempted so far.
+func (d *Daemon) Fetches() int64 { return d.fetches.Load() }
+
+func (d *Daemon) random() float64 {
+	d.randMu.Lock()
+	defer d.randMu.Unlock()
+	return d.rnd.Float64()
+}
+
+// FetchOnce fetches, validates, derives and writes one generation without
+// starting any part and without retrying: the one-shot `cesd fetch`. A
+// failure leaves the live generation as it was.
+func (d *Daemon) FetchOnce(ctx context.Context) (generation int64, swapped bool, err error) {
+	_, res, _, err := d.fetchAndWrite(ctx)
+	return res.Generation, res.Swapped, err
+}
+
+// Run runs every part until ctx ends or one fails, then shuts down within
+// ShutdownTimeout. It returns nil on a clean stop. Call it once.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.Lock()
+	if d.running {
+		d.mu.Unlock()
+		return errors.New("daemon: Run called twice")
+	}
+	d.running = true
+	callback := d.callback
+	d.mu.Unlock()
+	// Also on an early error, so nobody waits on Started forever.
+	defer d.startOnce.Do(func() { close(d.started) })
+
+	var ops *opsServer
+	if d.cfg.MetricsListen != "" {
+		var err error
+		if ops, err = d.listenOps(); err != nil {
+			if c, ok := callback.(io.Closer); ok {
+				_ = c.Close() // release the already bound callback listener
+			}
+			return err
+		}
+	}
+	d.loadExisting()
+	d.Refresh(TriggerStartup)
+	d.startOnce.Do(func() { close(d.started) })
+
+	parts := []part{
+		{"refresher", d.newRefresher().run},
+		{"poller", d.runPoller},
+		{"registration", d.runKeeper},
+		{"hooks", d.hooks.run},
+	}
+	if ops != nil {
+		parts = append(parts, part{"ops server", ops.run})
+	}
+	if callback != nil {
+		parts = append(parts, part{"callback listener", callback.Run})
+	}
+	d.log.Info("daemon started",
+		zap.String("wallet_dir", d.cfg.WalletDir),
+		zap.Bool("ready", d.Ready()),
+		zap.Duration("poll_interval", d.cfg.PollInterval),
+		zap.Bool("callback", d.cfg.CallbackURL != ""),
+		zap.String("ops_addr", d.OpsAddr()))
+	stopping := make(chan time.Time, 1)
+	go func() {
+		<-ctx.Done()
+		stopping <- time.Now()
+	}()
+	err := runGroup(ctx, d.cfg.ShutdownTimeout, parts)
+	if d.cfg.UnregisterOnExit {
+		budget := d.cfg.ShutdownTimeout
+		select {
+		case t := <-stopping:
+			budget -= time.Since(t)
+		default:
+		}
+		if uerr := d.unregisterAll(context.WithoutCancel(ctx), budget); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	d.log.Info("daemon stopped")
+	return nil
+}
+
+// loadExisting makes a valid generation already on disk live at once, so a
+// restart is ready before CES answers.
+func (d *Daemon) loadExisting() {
+	m, err := d.verifyFunc(d.cfg.WalletDir)
+	if err != nil {
+		d.log.Info("no valid generation on disk yet; fetching the first one", zap.Error(err))
+		return
+	}
+	d.setLive(m.Generation, m.CertificateStartDate, m.CertificateEndDate, m.LastRotationDate)
+	d.log.Info("serving the generation already on disk; refreshing in the background",
+		zap.Int64("generation", m.Generation), zap.String("wallet_name", m.WalletName),
+		zap.Time("certificate_end", m.CertificateEndDate))
+	if d.afterSwap != nil {
+		d.afterSwap(SwapEvent{WalletDir: d.cfg.WalletDir, Generation: m.Generation})
+	}
+}
+
+func (d *Daemon) setLive(gen int64, start, end, rotation time.Time) {
+	setTS(d.m.start, start)
+	setTS(d.m.expiration, end)
+	setTS(d.m.lastRotation, rotation)
+	d.m.generation.Set(float64(gen))
+	d.ready.Store(true)
+	d.m.ready.Set(1)
+	d.verifyMu.Lock()
+	d.verifyAt = time.Time{} // force the next /readyz to look at the disk
+	d.verifyMu.Unlock()
+}
+
+func setTS(g prometheus.Gauge, t time.Time) {
+	if !t.IsZero() {
+		g.Set(float64(t.UnixNano()) / 1e9)
+	}
+}
+
+// runPoller triggers a refresh every PollInterval ±10%. Timers only: an idle
+// daemon uses no CPU.
+func (d *Daemon) runPoller(ctx context.Context) error {
+	for {
+		if !sleepCtx(ctx, PollDelay(d.cfg.PollInterval, d.random())) {
+			return nil
+		}
+		d.q.add(TriggerPoll, "")
+	}
+}

@@ -1,0 +1,183 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// hookOutputMax caps the hook output kept for the log.
+const hookOutputMax = 4 << 10
+
+// secretGenerations is how many generations' secrets hook output is redacted
+// against: a hook may read a newer generation than the one it was run for.
+const secretGenerations = 8
+
+// hookRunner runs on_change on its own goroutine so a slow hook never holds
+// up the refresher. It coalesces like the refresher: swaps that happen while
+// a hook runs lead to one more run, for the newest generation.
+type hookRunner struct {
+	d       *Daemon
+	mu      sync.Mutex
+	pending *hookJob
+	wake    chan struct{}
+	// secrets of the latest generations, newest last, for redaction only.
+	secrets [][]string
+	// ran, if set, is told each result (tests and benchmarks).
+	ran func(gen int64, result string)
+}
+
+type hookJob struct {
+	ev SwapEvent
+}
+
+func newHookRunner(d *Daemon) *hookRunner {
+	return &hookRunner{d: d, wake: make(chan struct{}, 1)}
+}
+
+// remember records a new generation's secrets before its hook is scheduled.
+func (h *hookRunner) remember(secrets []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.secrets = append(h.secrets, secrets)
+	if n := len(h.secrets); n > secretGenerations {
+		h.secrets = slices.Delete(h.secrets, 0, n-secretGenerations)
+	}
+}
+
+func (h *hookRunner) redact(s string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, secrets := range h.secrets {
+		s = redact(s, secrets)
+	}
+	return s
+}
+
+func (h *hookRunner) schedule(ev SwapEvent) {
+	ev.Credentials = nil // the job outlives the refresh; keep only what it needs
+	h.mu.Lock()
+	h.pending = &hookJob{ev: ev}
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (h *hookRunner) run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-h.wake:
+		}
+		h.mu.Lock()
+		job := h.pending
+		h.pending = nil
+		h.mu.Unlock()
+		if job == nil {
+			continue
+		}
+		result := h.d.runHook(ctx, job)
+		if h.ran != nil {
+			h.ran(job.ev.Generation, result)
+		}
+	}
+}
+
+// runHook runs the command with HookTimeout. A failure is counted and logged
+// and never rolls the wallet back. The hook is killed on shutdown.
+func (d *Daemon) runHook(ctx context.Context, job *hookJob) string {
+	hctx, cancel := context.WithTimeout(ctx, d.cfg.HookTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(hctx, "/bin/sh", "-c", d.cfg.OnChange)
+	cmd.Env = append(hookBaseEnv(os.Environ()),
+		"CESD_WALLET_DIR="+job.ev.WalletDir,
+		"CESD_GENERATION="+strconv.FormatInt(job.ev.Generation, 10),
+		"CESD_CHANGE="+job.ev.Change)
+	out := &capWriter{max: hookOutputMax}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = time.Second // do not wait forever on pipes a grandchild holds
+	killGroup(cmd)
+	start := time.Now()
+	err := cmd.Run()
+	dur := time.Since(start)
+
+	result := HookSuccess
+	switch {
+	case errors.Is(hctx.Err(), context.DeadlineExceeded):
+		result = HookTimeout
+	case err != nil:
+		result = HookFailure
+	}
+	d.m.hookRuns.WithLabelValues(result).Inc()
+	fields := []zap.Field{
+		zap.Int64("generation", job.ev.Generation), zap.String("change", job.ev.Change),
+		zap.String("result", result), zap.Duration("duration", dur),
+		zap.String("output", d.hooks.redact(out.String())),
+	}
+	if out.dropped > 0 {
+		fields = append(fields, zap.Int("output_dropped_bytes", out.dropped))
+	}
+	if result == HookSuccess {
+		d.log.Info("on_change hook ran", fields...)
+	} else {
+		fields = append(fields, zap.Error(err), zap.Duration("timeout", d.cfg.HookTimeout))
+		d.log.Warn("on_change hook failed; the new generation stays live", fields...)
+	}
+	return result
+}
+
+// hookBaseEnv passes the daemon's environment to the hook minus every CESD_*
+// variable: CESD_CLIENT_SECRET may be among them, and the hook gets its own.
+func hookBaseEnv(env []string) []string {
+	out := make([]string, 0, len(env)+3)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "CESD_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// redact hides the generation's secrets should a hook print them.
+func redact(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "[REDACTED]")
+		}
+	}
+	return s
+}
+
+// capWriter keeps the first max bytes and counts the rest.
+type capWriter struct {
+	mu      sync.Mutex
+	max     int
+	buf     []byte
+	dropped int
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keep := min(len(p), max(w.max-len(w.buf), 0))
+	w.buf = append(w.buf, p[:keep]...)
+	w.dropped += len(p) - keep
+	return len(p), nil
+}
+
+func (w *capWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.TrimSpace(string(w.buf))
+}

@@ -1,0 +1,110 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// verifyTTL bounds how often /readyz re-checks the files on disk, so a busy
+// probe cannot turn into a hashing loop.
+const verifyTTL = time.Second
+
+type opsServer struct {
+	srv   *http.Server
+	ln    net.Listener
+	grace time.Duration
+}
+
+// listenOps binds the ops listener before any fetch, so /healthz answers at
+// once and /readyz says 503 until a generation is live.
+func (d *Daemon) listenOps() (*opsServer, error) {
+	ln, err := net.Listen("tcp", d.cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: metrics_listen: %w", err)
+	}
+	d.mu.Lock()
+	d.opsAddr = ln.Addr()
+	d.mu.Unlock()
+	return &opsServer{
+		srv: &http.Server{
+			Handler:           d.OpsHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+		},
+		ln: ln,
+		// Half the budget: a stuck scrape must not eat the whole shutdown.
+		grace: d.cfg.ShutdownTimeout / 2,
+	}, nil
+}
+
+func (o *opsServer) run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- o.srv.Serve(o.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.grace)
+	defer cancel()
+	if err := o.srv.Shutdown(sctx); err != nil {
+		o.srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// OpsHandler serves /metrics, /healthz and /readyz.
+func (d *Daemon) OpsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if err := d.checkReady(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready:", err)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// checkReady is nil only while a generation is live and the files on disk
+// still match its manifest.
+func (d *Daemon) checkReady() error {
+	if !d.ready.Load() {
+		return errors.New("no generation live yet")
+	}
+	d.verifyMu.Lock()
+	defer d.verifyMu.Unlock()
+	if d.verifyAt.IsZero() || time.Since(d.verifyAt) > verifyTTL {
+		_, err := d.verifyFunc(d.cfg.WalletDir)
+		d.verifyErr, d.verifyAt = err, time.Now()
+		if err != nil {
+			d.m.ready.Set(0)
+		} else {
+			d.m.ready.Set(1)
+		}
+	}
+	if d.verifyErr != nil {
+		return fmt.Errorf("wallet on disk does not verify: %w", d.verifyErr)
+	}
+	return nil
+}
