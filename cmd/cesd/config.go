@@ -1,0 +1,540 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/cesd/cesd/ces"
+)
+
+// configError is a usage or configuration mistake: exit code 2, and the
+// message always names the key so the operator knows what to fix.
+type configError struct {
+	Key    string
+	Source string
+	Msg    string
+}
+
+func (e *configError) Error() string {
+	if e.Source != "" {
+		return fmt.Sprintf("config: %s (from %s): %s", e.Key, e.Source, e.Msg)
+	}
+	return fmt.Sprintf("config: %s: %s", e.Key, e.Msg)
+}
+
+type keyKind int
+
+const (
+	kString keyKind = iota
+	kDuration
+	kBool
+	kInt
+	kList
+)
+
+type keyDef struct {
+	name string
+	kind keyKind
+	def  string
+	help string
+}
+
+// keys is the one table behind flags, CESD_* env and YAML, so a key has the
+// same name everywhere. There is deliberately no client_secret key: a secret
+// given as a flag would sit in ps output and shell history.
+var keys = []keyDef{
+	{"base_url", kString, "", "CES base URL, https://home.retail.<region>.ocs.oracle.com/rgbu-common-<customer>-<env>"},
+	{"retail_home_url", kString, "", "Retail Home URL (.../rgbu-common-<customer>-<env>-rh), to derive base_url from"},
+	{"base_url_suffix", kString, "", "suffix some products add to the derived base URL, such as -rds"},
+	{"token_url", kString, "", "OCI IAM token URL, https://idcs-<id>.identity.oraclecloud.com/oauth2/v1/token"},
+	{"client_id", kString, "", "OAuth2 client id"},
+	{"client_secret_file", kString, "", "file holding the client secret (or env CESD_CLIENT_SECRET, or systemd credential client_secret)"},
+	{"scope", kString, "urn:opc:idm:__myscopes__", "OAuth2 scope"},
+	{"ca_file", kString, "", "extra PEM roots trusted for CES and IAM, on top of the system roots"},
+	{"tenant_id", kString, "", "optional tenantId for the endpoint list call"},
+	{"wallet_dir", kString, "/var/lib/cesd/wallet", "output folder for the wallet"},
+	{"keep_generations", kInt, "3", "generations kept on disk, the live one included"},
+	{"listen", kString, ":8480", "address of the callback listener"},
+	{"listen_tls_cert_file", kString, "", "TLS certificate for the callback listener (optional)"},
+	{"listen_tls_key_file", kString, "", "TLS key for the callback listener (optional)"},
+	{"callback_url", kString, "", "URL registered with CES; its path is the one the listener serves (empty: poll only)"},
+	{"extra_endpoints", kList, "", "more endpoints to keep registered, such as mailto: (comma-separated in flags and env)"},
+	{"metrics_listen", kString, "127.0.0.1:9480", "address of /metrics, /healthz and /readyz"},
+	{"poll_interval", kDuration, "5m", "fallback poll period"},
+	{"jitter", kDuration, "0s", "maximum random delay before a triggered fetch (for fleets)"},
+	{"min_interval", kDuration, "1s", "floor between two fetches"},
+	{"register_interval", kDuration, "5m", "how often the registration with CES is checked and repaired"},
+	{"request_timeout", kDuration, "30s", "timeout of each call to CES or IAM"},
+	{"on_change", kString, "", "command run by /bin/sh -c after a new generation is live"},
+	{"hook_timeout", kDuration, "30s", "timeout of the on_change command"},
+	{"unregister_on_exit", kBool, "false", "unregister callback_url on exit (unsafe when replicas share one URL)"},
+	{"shutdown_timeout", kDuration, "10s", "bound on a graceful stop"},
+	{"wallet_password_file", kString, "", "file holding the wallet password, used when CES sends none"},
+	{"rewrite_sqlnet", kBool, "true", "rewrite sqlnet.ora DIRECTORY=\"?/network/admin\" to wallet_dir (Thick clients need it)"},
+	{"ewallet_pem", kBool, "true", "derive ewallet.pem for python-oracledb and node-oracledb Thin mode"},
+	{"pem_password_file", kString, "", "file holding a password to encrypt the key in ewallet.pem (optional)"},
+	{"log_level", kString, "info", "debug, info, warn or error"},
+	{"log_format", kString, "json", "json or console"},
+}
+
+func keyByName(name string) (keyDef, bool) {
+	for _, k := range keys {
+		if k.name == name {
+			return k, true
+		}
+	}
+	return keyDef{}, false
+}
+
+func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
+func envName(key string) string  { return "CESD_" + strings.ToUpper(key) }
+
+// setting is one resolved key: its raw value and where it came from.
+type setting struct {
+	raw    string
+	list   []string
+	source string
+}
+
+// settings holds every key after precedence (flag, env, YAML, default) is
+// applied; typed parsing happens in build.
+type settings map[string]setting
+
+// envFunc is os.LookupEnv, injectable for tests.
+type envFunc func(string) (string, bool)
+
+// registerConfigFlags adds one flag per key plus --config. Values are read
+// back through fs.Visit so that only flags actually given take precedence.
+func registerConfigFlags(fs *flag.FlagSet) {
+	fs.String("config", "", "YAML config file (env CESD_CONFIG)")
+	for _, k := range keys {
+		help := k.help
+		if k.def != "" {
+			help += " (default " + k.def + ")"
+		}
+		help += " [env " + envName(k.name) + "]"
+		fs.String(flagName(k.name), "", help)
+	}
+}
+
+// resolve applies the precedence rules. fs must have been parsed.
+func resolve(fs *flag.FlagSet, env envFunc) (settings, error) {
+	given := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
+
+	path, pathSrc := given["config"], "flag --config"
+	if path == "" {
+		path, _ = env("CESD_CONFIG")
+		pathSrc = "env CESD_CONFIG"
+	}
+	file := map[string]yaml.Node{}
+	if path != "" {
+		var err error
+		if file, err = readYAML(path); err != nil {
+			return nil, &configError{Key: "config", Source: pathSrc, Msg: err.Error()}
+		}
+	}
+
+	s := settings{}
+	for _, k := range keys {
+		if v, ok := given[flagName(k.name)]; ok {
+			s[k.name] = setting{raw: v, list: splitList(v), source: "flag --" + flagName(k.name)}
+			continue
+		}
+		if v, ok := env(envName(k.name)); ok {
+			s[k.name] = setting{raw: v, list: splitList(v), source: "env " + envName(k.name)}
+			continue
+		}
+		if n, ok := file[k.name]; ok {
+			st, err := fromNode(k, n)
+			if err != nil {
+				return nil, &configError{Key: k.name, Source: path, Msg: err.Error()}
+			}
+			s[k.name] = st
+			continue
+		}
+		s[k.name] = setting{raw: k.def, list: splitList(k.def), source: "default"}
+	}
+	return s, nil
+}
+
+func readYAML(path string) (map[string]yaml.Node, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	out := map[string]yaml.Node{}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return out, nil
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return out, nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s: top level must be a mapping of keys", path)
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		name := root.Content[i].Value
+		if name == "client_secret" {
+			return nil, fmt.Errorf("%s line %d: key %q is not accepted: put the secret in client_secret_file or env CESD_CLIENT_SECRET", path, root.Content[i].Line, name)
+		}
+		if _, ok := keyByName(name); !ok {
+			return nil, fmt.Errorf("%s line %d: unknown key %q", path, root.Content[i].Line, name)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("%s line %d: key %q given twice", path, root.Content[i].Line, name)
+		}
+		out[name] = *root.Content[i+1]
+	}
+	return out, nil
+}
+
+func fromNode(k keyDef, n yaml.Node) (setting, error) {
+	st := setting{source: "config file"}
+	switch {
+	case k.kind == kList && n.Kind == yaml.SequenceNode:
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return st, fmt.Errorf("line %d: list items must be strings", c.Line)
+			}
+			st.list = append(st.list, c.Value)
+		}
+		st.raw = strings.Join(st.list, ",")
+	case n.Kind == yaml.ScalarNode:
+		st.raw = n.Value
+		st.list = splitList(n.Value)
+	default:
+		return st, fmt.Errorf("line %d: expected a single value", n.Line)
+	}
+	return st, nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Config is the validated, typed configuration. Each package receives its
+// own slice of it (see wire.go), never flags or strings.
+type Config struct {
+	BaseURL      string
+	RetailHome   string // set when BaseURL was derived from retail_home_url
+	TokenURL     string
+	ClientID     string
+	ClientSecret string
+	Scope        string
+	CAFile       string
+	TenantID     string
+
+	WalletDir        string
+	KeepGenerations  int
+	Listen           string
+	ListenTLSCert    string
+	ListenTLSKey     string
+	CallbackURL      string
+	CallbackPath     string
+	ExtraEndpoints   []string
+	MetricsListen    string
+	PollInterval     time.Duration
+	Jitter           time.Duration
+	MinInterval      time.Duration
+	RegisterInterval time.Duration
+	RequestTimeout   time.Duration
+	OnChange         string
+	HookTimeout      time.Duration
+	UnregisterOnExit bool
+	ShutdownTimeout  time.Duration
+	WalletPassword   string
+	RewriteSQLNet    bool
+	EWalletPEM       bool
+	PEMPassword      string
+	LogLevel         zapcore.Level
+	LogFormat        string
+}
+
+// needs says which groups of keys a command requires.
+type needs struct {
+	ces    bool // base_url, token_url, client_id and a secret
+	wallet bool // wallet_dir
+}
+
+// build turns settings into a Config, checking every key once, here, at
+// startup. Secrets are read from files or env only.
+func build(s settings, env envFunc, n needs) (*Config, error) {
+	p := parser{s: s}
+	c := &Config{
+		BaseURL:          strings.TrimRight(p.str("base_url"), "/"),
+		TokenURL:         p.str("token_url"),
+		ClientID:         p.str("client_id"),
+		Scope:            p.str("scope"),
+		CAFile:           p.str("ca_file"),
+		TenantID:         p.str("tenant_id"),
+		WalletDir:        p.str("wallet_dir"),
+		KeepGenerations:  p.integer("keep_generations", 1, 100),
+		Listen:           p.str("listen"),
+		ListenTLSCert:    p.str("listen_tls_cert_file"),
+		ListenTLSKey:     p.str("listen_tls_key_file"),
+		CallbackURL:      p.str("callback_url"),
+		ExtraEndpoints:   p.s["extra_endpoints"].list,
+		MetricsListen:    p.str("metrics_listen"),
+		PollInterval:     p.duration("poll_interval", time.Second),
+		Jitter:           p.duration("jitter", 0),
+		MinInterval:      p.duration("min_interval", 0),
+		RegisterInterval: p.duration("register_interval", time.Second),
+		RequestTimeout:   p.duration("request_timeout", 100*time.Millisecond),
+		OnChange:         p.str("on_change"),
+		HookTimeout:      p.duration("hook_timeout", 100*time.Millisecond),
+		UnregisterOnExit: p.boolean("unregister_on_exit"),
+		RewriteSQLNet:    p.boolean("rewrite_sqlnet"),
+		EWalletPEM:       p.boolean("ewallet_pem"),
+		ShutdownTimeout:  p.duration("shutdown_timeout", 100*time.Millisecond),
+		LogFormat:        p.str("log_format"),
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(p.str("log_level"))); err != nil {
+		p.fail("log_level", "want debug, info, warn or error")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		p.fail("log_format", "want json or console")
+	}
+	if c.CAFile != "" {
+		p.readable("ca_file", c.CAFile)
+	}
+	if (c.ListenTLSCert == "") != (c.ListenTLSKey == "") {
+		p.fail("listen_tls_cert_file", "listen_tls_cert_file and listen_tls_key_file go together")
+	}
+	if c.CallbackURL != "" {
+		if u, err := url.Parse(c.CallbackURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.fail("callback_url", "want an absolute http:// or https:// URL")
+		} else {
+			c.CallbackPath = u.EscapedPath()
+			if c.CallbackPath == "" {
+				c.CallbackPath = "/"
+			}
+		}
+	}
+	for _, e := range c.ExtraEndpoints {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "mailto") {
+			p.fail("extra_endpoints", fmt.Sprintf("%q: want an http, https or mailto URL", e))
+		}
+	}
+	if pw := p.str("wallet_password_file"); pw != "" {
+		c.WalletPassword = p.secretFile("wallet_password_file", pw)
+	}
+	if pw := p.str("pem_password_file"); pw != "" {
+		c.PEMPassword = p.secretFile("pem_password_file", pw)
+	}
+	if home := p.str("retail_home_url"); home != "" {
+		if c.BaseURL != "" {
+			p.fail("retail_home_url", "set base_url or retail_home_url, not both")
+		} else if u, err := ces.BaseURLFromRetailHome(home, p.str("base_url_suffix")); err != nil {
+			p.fail("retail_home_url", err.Error())
+		} else {
+			c.BaseURL, c.RetailHome = u, home
+		}
+	}
+	if n.ces {
+		c.BaseURL = p.required("base_url", c.BaseURL)
+		if c.BaseURL != "" {
+			p.remoteURL("base_url", c.BaseURL)
+		}
+		if c.TokenURL = p.required("token_url", c.TokenURL); c.TokenURL != "" {
+			p.remoteURL("token_url", c.TokenURL)
+		}
+		c.ClientID = p.required("client_id", c.ClientID)
+		c.ClientSecret = p.clientSecret(env)
+	}
+	if n.wallet && p.required("wallet_dir", c.WalletDir) != "" {
+		abs, err := filepath.Abs(c.WalletDir)
+		if err != nil {
+			p.fail("wallet_dir", err.Error())
+		}
+		c.WalletDir = abs
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	return c, nil
+}
+
+// parser records the first error so build reads as a list of keys.
+type parser struct {
+	s   settings
+	err error
+}
+
+func (p *parser) fail(key, msg string) {
+	if p.err == nil {
+		p.err = &configError{Key: key, Source: p.s[key].source, Msg: msg}
+	}
+}
+
+func (p *parser) str(key string) string { return strings.TrimSpace(p.s[key].raw) }
+
+func (p *parser) required(key, v string) string {
+	if v == "" {
+		p.fail(key, fmt.Sprintf("required: set --%s, %s or %s in the config file", flagName(key), envName(key), key))
+	}
+	return v
+}
+
+func (p *parser) duration(key string, min time.Duration) time.Duration {
+	d, err := time.ParseDuration(p.str(key))
+	if err != nil {
+		p.fail(key, fmt.Sprintf("invalid duration %q (want e.g. 30s, 5m)", p.str(key)))
+		return 0
+	}
+	if d < min {
+		p.fail(key, fmt.Sprintf("must be at least %s", min))
+	}
+	return d
+}
+
+func (p *parser) integer(key string, min, max int) int {
+	v, err := strconv.Atoi(p.str(key))
+	if err != nil || v < min || v > max {
+		p.fail(key, fmt.Sprintf("want an integer from %d to %d", min, max))
+	}
+	return v
+}
+
+func (p *parser) boolean(key string) bool {
+	v, err := strconv.ParseBool(p.str(key))
+	if err != nil {
+		p.fail(key, "want true or false")
+	}
+	return v
+}
+
+func (p *parser) readable(key, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		p.fail(key, fmt.Sprintf("cannot read %s: %v", path, errors.Unwrap(err)))
+		return
+	}
+	f.Close()
+}
+
+// remoteURL accepts https anywhere and http only on loopback, so a typo
+// cannot send the client secret or a token in clear over a network.
+func (p *parser) remoteURL(key, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		p.fail(key, "want an absolute https:// URL")
+		return
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			p.fail(key, "http:// is accepted only for loopback hosts; use https://")
+		}
+	default:
+		p.fail(key, "want an https:// URL")
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// clientSecret looks in client_secret_file, then CESD_CLIENT_SECRET, then the
+// systemd credential; the value itself never reaches an error message.
+func (p *parser) clientSecret(env envFunc) string {
+	if f := p.str("client_secret_file"); f != "" {
+		return p.secretFile("client_secret_file", f)
+	}
+	if v, ok := env("CESD_CLIENT_SECRET"); ok && strings.TrimSpace(v) != "" {
+		return strings.TrimSpace(v)
+	}
+	if dir, ok := env("CREDENTIALS_DIRECTORY"); ok && dir != "" {
+		path := filepath.Join(dir, "client_secret")
+		if _, err := os.Stat(path); err == nil {
+			return p.secretFile("client_secret_file", path)
+		}
+	}
+	p.fail("client_secret_file", "required: set client_secret_file, env CESD_CLIENT_SECRET, or a systemd credential named client_secret")
+	return ""
+}
+
+func (p *parser) secretFile(key, path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		p.fail(key, fmt.Sprintf("cannot read %s: %v", path, errors.Unwrap(err)))
+		return ""
+	}
+	v := strings.TrimRight(string(data), "\r\n")
+	if v == "" {
+		p.fail(key, fmt.Sprintf("%s is empty", path))
+	}
+	return v
+}
+
+// loadConfig is the single entry: parse flags (which may follow or precede
+// positional arguments, as in "endpoints register URL --config f"), resolve
+// and build. It returns the positional arguments.
+func loadConfig(fs *flag.FlagSet, args []string, env envFunc, n needs) (*Config, []string, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := resolve(fs, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := build(s, env, n)
+	return c, pos, err
+}
+
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &configError{Key: "flags", Msg: err.Error()}
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// knownKeys lists the keys for docs and tests.
+func knownKeys() []string {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k.name)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envMap(m map[string]string) envFunc {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigPrecedenceAndErrors(t *testing.T) {
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret", "s3cr3t-value\n")
+	base := "base_url: https://ces.example.com/rgbu-common-c1-prod\n" +
+		"token_url: https://idcs.example.com/oauth2/v1/token\nclient_id: id-from-file\n" +
+		"client_secret_file: " + secret + "\npoll_interval: 2m\n"
+	good := writeFile(t, dir, "good.yaml", base)
+
+	tests := []struct {
+		name    string
+		yaml    string // appended to base when non-empty
+		args    []string
+		env     map[string]string
+		wantKey string // config error naming this key; "" = success
+		check   func(t *testing.T, c *Config)
+	}{
+		{name: "file only", check: func(t *testing.T, c *Config) {
+			if c.ClientID != "id-from-file" || c.PollInterval != 2*time.Minute || c.ClientSecret != "s3cr3t-value" {
+				t.Errorf("got %+v", c)
+			}
+			if c.Scope != "urn:opc:idm:__myscopes__" || c.MetricsListen != "127.0.0.1:9480" {
+				t.Errorf("defaults not applied: scope=%q metrics=%q", c.Scope, c.MetricsListen)
+			}
+		}},
+		{name: "env beats file", env: map[string]string{"CESD_POLL_INTERVAL": "3m"}, check: func(t *testing.T, c *Config) {
+			if c.PollInterval != 3*time.Minute {
+				t.Errorf("poll_interval = %s", c.PollInterval)
+			}
+		}},
+		{name: "flag beats env", args: []string{"--poll-interval", "4m"}, env: map[string]string{"CESD_POLL_INTERVAL": "3m"}, check: func(t *testing.T, c *Config) {
+			if c.PollInterval != 4*time.Minute {
+				t.Errorf("poll_interval = %s", c.PollInterval)
+			}
+		}},
+		{name: "list from yaml sequence", yaml: "extra_endpoints:\n  - mailto:ops@example.com\n  - https://hook.example.com/x\n", check: func(t *testing.T, c *Config) {
+			if len(c.ExtraEndpoints) != 2 || c.ExtraEndpoints[0] != "mailto:ops@example.com" {
+				t.Errorf("extra_endpoints = %q", c.ExtraEndpoints)
+			}
+		}},
+		{name: "list from env", env: map[string]string{"CESD_EXTRA_ENDPOINTS": "mailto:a@b.c, mailto:d@e.f"}, check: func(t *testing.T, c *Config) {
+			if len(c.ExtraEndpoints) != 2 || c.ExtraEndpoints[1] != "mailto:d@e.f" {
+				t.Errorf("extra_endpoints = %q", c.ExtraEndpoints)
+			}
+		}},
+		{name: "callback path derived", yaml: "callback_url: https://vm.example.com:8480/cesd/notify\n", check: func(t *testing.T, c *Config) {
+			if c.CallbackPath != "/cesd/notify" {
+				t.Errorf("callback path = %q", c.CallbackPath)
+			}
+		}},
+		{name: "secret from env when no file", yaml: "", args: []string{"--client-secret-file", ""}, env: map[string]string{"CESD_CLIENT_SECRET": "env-secret"}, check: func(t *testing.T, c *Config) {
+			if c.ClientSecret != "env-secret" {
+				t.Errorf("secret not taken from env")
+			}
+		}},
+		{name: "credentials dir without client_secret", args: []string{"--client-secret-file", ""}, env: map[string]string{"CREDENTIALS_DIRECTORY": dir}, wantKey: "client_secret_file"},
+		{name: "base url from retail home", args: []string{"--base-url", "", "--retail-home-url", "https://home.retail.us-ashburn-1.ocs.oracle.com/rgbu-common-abc-prod-rh", "--base-url-suffix", "-rds"},
+			check: func(t *testing.T, c *Config) {
+				if c.BaseURL != "https://home.retail.us-ashburn-1.ocs.oracle.com:443/rgbu-common-abc-prod-rds" {
+					t.Errorf("derived base_url = %q", c.BaseURL)
+				}
+			}},
+		{name: "retail home and base url both", args: []string{"--retail-home-url", "https://home.retail.r.ocs.oracle.com/rgbu-common-a-b-rh"}, wantKey: "retail_home_url"},
+		{name: "bad retail home", args: []string{"--base-url", "", "--retail-home-url", "https://x/y"}, wantKey: "retail_home_url"},
+		{name: "unknown yaml key", yaml: "pol_interval: 1m\n", wantKey: "pol_interval"},
+		{name: "secret in yaml refused", yaml: "client_secret: x\n", wantKey: "client_secret"},
+		{name: "secret flag refused", args: []string{"--client-secret", "x"}, wantKey: "client-secret"},
+		{name: "bad duration", env: map[string]string{"CESD_POLL_INTERVAL": "soon"}, wantKey: "poll_interval"},
+		{name: "too small duration", args: []string{"--poll-interval", "1ms"}, wantKey: "poll_interval"},
+		{name: "http base url off loopback", args: []string{"--base-url", "http://ces.example.com/x"}, wantKey: "base_url"},
+		{name: "http base url on loopback", args: []string{"--base-url", "http://127.0.0.1:8080/x"}},
+		{name: "missing base url", args: []string{"--base-url", ""}, wantKey: "base_url"},
+		{name: "missing client id", env: map[string]string{"CESD_CLIENT_ID": ""}, wantKey: "client_id"},
+		{name: "no secret anywhere", args: []string{"--client-secret-file", ""}, wantKey: "client_secret_file"},
+		{name: "unreadable secret file", args: []string{"--client-secret-file", filepath.Join(dir, "nope")}, wantKey: "client_secret_file"},
+		{name: "bad callback url", yaml: "callback_url: notaurl\n", wantKey: "callback_url"},
+		{name: "bad extra endpoint", yaml: "extra_endpoints: [ftp://x]\n", wantKey: "extra_endpoints"},
+		{name: "tls pair incomplete", yaml: "listen_tls_cert_file: /x\n", wantKey: "listen_tls_cert_file"},
+		{name: "bad log level", yaml: "log_level: loud\n", wantKey: "log_level"},
+		{name: "bad bool", yaml: "unregister_on_exit: maybe\n", wantKey: "unregister_on_exit"},
+		{name: "yaml value is a map", yaml: "scope: {a: b}\n", wantKey: "scope"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := good
+			if tc.yaml != "" {
+				path = writeFile(t, t.TempDir(), "c.yaml", base+tc.yaml)
+			}
+			env := map[string]string{}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			fs := (&cli{stderr: &strings.Builder{}}).flagSet("test", "")
+			cfg, _, err := loadConfig(fs, append([]string{"--config", path}, tc.args...), envMap(env), needs{ces: true, wallet: true})
+			if tc.wantKey != "" {
+				var ce *configError
+				if !errors.As(err, &ce) {
+					t.Fatalf("want config error naming %q, got %v", tc.wantKey, err)
+				}
+				if !strings.Contains(err.Error(), tc.wantKey) {
+					t.Fatalf("error %q does not name key %q", err, tc.wantKey)
+				}
+				if strings.Contains(err.Error(), "s3cr3t-value") {
+					t.Fatalf("error leaks the secret: %q", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tc.check != nil {
+				tc.check(t, cfg)
+			}
+		})
+	}
+}
+
+func TestSystemdCredentialIsRead(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "client_secret", "from-systemd\n")
+	fs := (&cli{stderr: &strings.Builder{}}).flagSet("test", "")
+	cfg, _, err := loadConfig(fs, []string{"--base-url", "https://h/x", "--token-url", "https://i/t", "--client-id", "c"},
+		envMap(map[string]string{"CREDENTIALS_DIRECTORY": dir}), needs{ces: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClientSecret != "from-systemd" {
+		t.Fatalf("secret = %q", cfg.ClientSecret)
+	}
+}
+
+func TestPositionalArgsMayPrecedeFlags(t *testing.T) {
+	fs := (&cli{stderr: &strings.Builder{}}).flagSet("test", "")
+	_, pos, err := loadConfig(fs, []string{"register", "https://cb/x", "--tenant-id", "t1"}, envMap(nil), needs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pos) != 2 || pos[0] != "register" || pos[1] != "https://cb/x" {
+		t.Fatalf("positionals = %q", pos)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want int
+		msg  string
+	}{
+		{args: []string{"version"}, want: exitOK},
+		{args: []string{"nope"}, want: exitConfig, msg: "unknown command"},
+		{args: []string{"fetch", "--poll-interval", "x"}, want: exitConfig, msg: "poll_interval"},
+		{args: []string{"fetch"}, want: exitConfig, msg: "base_url"},
+		{args: []string{"fetch", "--client-secret", "hunter2"}, want: exitConfig, msg: "client-secret"},
+		{args: []string{"endpoints", "frobnicate"}, env: map[string]string{"CESD_BASE_URL": "https://h/x", "CESD_TOKEN_URL": "https://i/t",
+			"CESD_CLIENT_ID": "c", "CESD_CLIENT_SECRET": "hunter2"}, want: exitConfig, msg: "arguments"},
+		{args: []string{"fetch", "--help"}, want: exitOK},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errb strings.Builder
+			code := run(tc.args, envMap(tc.env), &out, &errb)
+			if code != tc.want {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tc.want, errb.String())
+			}
+			if !strings.Contains(errb.String()+out.String(), tc.msg) {
+				t.Fatalf("output does not mention %q: %s", tc.msg, errb.String())
+			}
+			if strings.Contains(errb.String(), "hunter2") {
+				t.Fatalf("secret echoed: %s", errb.String())
+			}
+		})
+	}
+}
+
+func TestHelpNeverShowsSecretFlag(t *testing.T) {
+	var errb strings.Builder
+	run([]string{"run", "--help"}, envMap(nil), &strings.Builder{}, &errb)
+	if strings.Contains(errb.String(), "-client-secret ") || strings.Contains(errb.String(), "-client-secret\n") {
+		t.Fatalf("--help offers a client-secret flag:\n%s", errb.String())
+	}
+	for _, k := range knownKeys() {
+		if !strings.Contains(errb.String(), "-"+flagName(k)) {
+			t.Errorf("--help misses key %s", k)
+		}
+	}
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cesd/cesd/ces/cestest"
+	"github.com/cesd/cesd/daemon"
+)
+
+// cmdDemo is the zero-config first run: the CES simulator in-process on
+// loopback, the real daemon against it, a rotation every few seconds, and a
+// plain-words account of what happens. It is the only production path that
+// imports cestest.
+func (c *cli) cmdDemo(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	dir := fs.String("dir", "cesd-demo", "folder for the demo's wallet, logs and secrets")
+	every := fs.Duration("rotate-every", 5*time.Second, "how often the simulated CES rotates")
+	if err := fs.Parse(args); err != nil {
+		return c.fail(&configError{Key: "flags", Msg: err.Error()})
+	}
+	if *every < time.Second {
+		return c.fail(&configError{Key: "rotate-every", Msg: "must be at least 1s"})
+	}
+	if err := c.demo(ctx, *dir, *every); err != nil {
+		return c.fail(err)
+	}
+	return exitOK
+}
+
+func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("demo folder: %w", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	sim := cestest.NewServer(cestest.Options{BasePath: "/rgbu-common-demo-prod"})
+	defer sim.Close()
+
+	secretFile := filepath.Join(abs, "client_secret")
+	caFile := filepath.Join(abs, "ces-ca.pem")
+	logFile := filepath.Join(abs, "cesd.log")
+	hookLog := filepath.Join(abs, "hook.log")
+	if err := os.WriteFile(secretFile, []byte("cestest-secret"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(caFile, sim.CACertPEM(), 0o600); err != nil {
+		return err
+	}
+	cbPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	opsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	callback := "http://127.0.0.1:" + cbPort + "/cesd/notify"
+
+	// The demo goes through the same config path as cesd run; flags beat any
+	// CESD_* variables in the caller's environment.
+	fs := c.flagSet("demo", "")
+	cfg, _, err := loadConfig(fs, []string{
+		"--base-url", sim.URL, "--token-url", sim.TokenURL,
+		"--client-id", "cestest-client", "--client-secret-file", secretFile, "--ca-file", caFile,
+		"--wallet-dir", filepath.Join(abs, "wallet"),
+		"--listen", "127.0.0.1:" + cbPort, "--callback-url", callback,
+		"--extra-endpoints", "mailto:dba-oncall@example.com",
+		"--metrics-listen", "127.0.0.1:" + opsPort,
+		"--poll-interval", "15s", "--register-interval", "20s", "--min-interval", "100ms",
+		"--on-change", `echo "$(date +%T) generation $CESD_GENERATION live, change=$CESD_CHANGE" >> ` + strconv.Quote(hookLog),
+		"--log-level", "debug", "--config", "",
+	}, c.env, needs{ces: true, wallet: true})
+	if err != nil {
+		return err
+	}
+	lf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	log := newLogger(cfg, lf)
+	cc, err := cesConfig(cfg, nil)
+	if err != nil {
+		return err
+	}
+
+	say := func(format string, a ...any) {
+		fmt.Fprintf(c.stdout, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+	}
+	cwd, _ := os.Getwd()
+	rel := func(p string) string {
+		if r, err := filepath.Rel(cwd, p); err == nil && len(r) < len(p) {
+			return "./" + r
+		}
+		return p
+	}
+	pending := make(chan string, 1) // what the narrator is waiting to see
+
+	obs := observers{
+		started: func(d *daemon.Daemon) {
+			go func() {
+				select {
+				case <-d.Started():
+				case <-ctx.Done():
+					return
+				}
+				fmt.Fprintf(c.stdout, `cesd demo: a simulated Oracle CES and the real cesd daemon, on this machine only.
+
+  CES simulator  %s  (in-process, TLS, OAuth2)
+  wallet         %s   e.g.  ls -l %[2]s ; cat %[2]s/manifest.json
+  metrics        http://%s/metrics   (readiness: /readyz)
+  callbacks      %s   (registered with the simulator)
+  logs           %s   (JSON, debug level)
+  on_change      %s   (the hook appends a line per new generation)
+
+CES rotates every %s; each rotation calls cesd back, and cesd swaps the new
+generation in atomically. Press Ctrl-C to stop.
+
+`, sim.URL, rel(cfg.WalletDir), d.OpsAddr(), callback, rel(logFile), rel(hookLog), every)
+			}()
+		},
+		afterSwap: func(ev daemon.SwapEvent) {
+			what := "fetched the first generation from CES"
+			if ev.Credentials == nil {
+				what = "found a valid generation on disk; serving it while checking CES"
+			} else {
+				select {
+				case w := <-pending:
+					what = w
+				default:
+				}
+			}
+			say("generation %d is live in %s: %s", ev.Generation, rel(cfg.WalletDir), what)
+		},
+	}
+
+	go c.rotate(ctx, sim, every, pending, say)
+	err = runDaemon(ctx, cfg, cc, log.With(zap.String("mode", "demo")), obs)
+	fmt.Fprintf(c.stdout, "\nstopped. The last wallet stays in %s; logs are in %s.\n", rel(cfg.WalletDir), rel(logFile))
+	return err
+}
+
+// rotate plays CES: it rotates on a timer, cycling through the change kinds,
+// and every fourth time loses the callback to show the poll catching it.
+func (c *cli) rotate(ctx context.Context, sim *cestest.Server, every time.Duration, pending chan string, say func(string, ...any)) {
+	kinds := []string{"credentials", "wallet", "all"}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		kind := kinds[n%len(kinds)]
+		lost := n%4 == 3
+		note := "CES rotated " + describe(kind) + " and called back"
+		if lost {
+			sim.SetFault(cestest.OpCallback, cestest.Fault{Kind: cestest.LoseCallbacks, Times: 1})
+			note = "CES rotated " + describe(kind) + " but the callback was lost; the fallback poll caught it"
+		}
+		select {
+		case <-pending:
+		default:
+		}
+		pending <- note
+		gen := sim.Rotate(kind)
+		if lost {
+			say("CES rotated to its generation %d (change=%s) and LOST the callback: wait for the poll", gen, kind)
+		} else {
+			say("CES rotated to its generation %d (change=%s)", gen, kind)
+		}
+	}
+}
+
+func describe(kind string) string {
+	switch kind {
+	case "credentials":
+		return "the schema passwords"
+	case "wallet":
+		return "the wallet certificates"
+	}
+	return "passwords and certificates"
+}
+
+// freePort asks the kernel for a free loopback port. The demo needs the
+// callback port before the listener exists, to build callback_url.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	_, port, err := net.SplitHostPort(l.Addr().String())
+	return port, err
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cesd/cesd/wallet"
+	"github.com/cesd/cesd/wallet/certinfo"
+)
+
+// inspectReport is what `cesd inspect` shows, and its --json form. It holds
+// no passwords by construction: schemas are names only.
+type inspectReport struct {
+	WalletDir            string             `json:"walletDir"`
+	Generation           int64              `json:"generation"`
+	WalletName           string             `json:"walletName"`
+	CertificateStartDate time.Time          `json:"certificateStartDate"`
+	CertificateEndDate   time.Time          `json:"certificateEndDate"`
+	DaysLeft             int                `json:"daysLeft"`
+	LastRotationDate     time.Time          `json:"lastRotationDate"`
+	FetchedAt            time.Time          `json:"fetchedAt"`
+	Files                []wallet.FileCheck `json:"files"`
+	Certificates         []inspectCert      `json:"certificates"`
+	CertificateErrors    map[string]string  `json:"certificateErrors,omitempty"`
+	Schemas              []string           `json:"schemas"`
+	Problems             []string           `json:"problems"`
+}
+
+type inspectCert struct {
+	certinfo.Cert
+	DaysLeft int `json:"daysLeft"`
+}
+
+// cmdInspect reads a wallet folder and reports on it. It exits 1 when the
+// files do not match the manifest or a certificate has expired, so it can
+// gate a deployment or a cron check.
+func (c *cli) cmdInspect(_ context.Context, args []string) int {
+	fs := c.flagSet("inspect", "")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	cfg, pos, err := loadConfig(fs, args, c.env, needs{wallet: true})
+	if err != nil {
+		return c.fail(err)
+	}
+	if len(pos) > 0 {
+		return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("inspect takes no arguments, got %q", pos)})
+	}
+	r, err := inspect(cfg.WalletDir, cfg.WalletPassword, time.Now())
+	if err != nil {
+		return c.fail(err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return c.fail(err)
+		}
+	} else {
+		printReport(c.stdout, r)
+	}
+	if len(r.Problems) > 0 {
+		return exitFail
+	}
+	return exitOK
+}
+
+func inspect(dir, password string, now time.Time) (*inspectReport, error) {
+	c, err := wallet.Inspect(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := c.Manifest
+	r := &inspectReport{
+		WalletDir:            dir,
+		Generation:           m.Generation,
+		WalletName:           m.WalletName,
+		CertificateStartDate: m.CertificateStartDate,
+		CertificateEndDate:   m.CertificateEndDate,
+		DaysLeft:             daysLeft(m.CertificateEndDate, now),
+		LastRotationDate:     m.LastRotationDate,
+		FetchedAt:            m.FetchedAt,
+		Files:                c.Files,
+		Schemas:              m.Schemas,
+		Problems:             append([]string{}, c.Problems...),
+	}
+	if !m.CertificateEndDate.IsZero() && m.CertificateEndDate.Before(now) {
+		r.Problems = append(r.Problems, "the wallet's certificateEndDate has passed")
+	}
+	cr := certinfo.Read(c.Dir, password)
+	for _, ct := range cr.Certs {
+		r.Certificates = append(r.Certificates, inspectCert{Cert: ct, DaysLeft: daysLeft(ct.NotAfter, now)})
+		if ct.NotAfter.Before(now) {
+			r.Problems = append(r.Problems, fmt.Sprintf("certificate %s/%s (%s) expired %s", ct.File, ct.Alias, ct.Subject, ct.NotAfter.Format(time.RFC3339)))
+		}
+	}
+	for f, e := range cr.Errors {
+		if r.CertificateErrors == nil {
+			r.CertificateErrors = map[string]string{}
+		}
+		r.CertificateErrors[f] = e.Error()
+	}
+	return r, nil
+}
+
+// daysLeft counts whole days, truncated toward zero; whether something has
+// expired is decided on the timestamps, not on this number.
+func daysLeft(t, now time.Time) int { return int(t.Sub(now).Hours() / 24) }
+
+func printReport(w io.Writer, r *inspectReport) {
+	day := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format("2006-01-02 15:04 MST")
+	}
+	fmt.Fprintf(w, "wallet folder   %s\n", r.WalletDir)
+	fmt.Fprintf(w, "generation      %d\n", r.Generation)
+	fmt.Fprintf(w, "wallet name     %s\n", r.WalletName)
+	fmt.Fprintf(w, "valid           %s  to  %s  (%d days left)\n", day(r.CertificateStartDate), day(r.CertificateEndDate), r.DaysLeft)
+	fmt.Fprintf(w, "last rotation   %s\n", day(r.LastRotationDate))
+	fmt.Fprintf(w, "fetched at      %s\n", day(r.FetchedAt))
+	fmt.Fprintf(w, "schemas         %v  (passwords in credentials.json and schemas/, not shown)\n\n", r.Schemas)
+
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FILE\tSIZE\tSHA256\tMANIFEST")
+	for _, f := range r.Files {
+		state := "ok"
+		if !f.Matches {
+			state = "MISMATCH"
+		}
+		if f.Derived {
+			state += " (derived)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", f.Name, f.Size, f.SHA256[:16]+"…", state)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE FILE\tALIAS\tSUBJECT\tISSUER\tNOT AFTER\tDAYS LEFT")
+	for _, c := range r.Certificates {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", c.File, c.Alias, c.Subject, c.Issuer, day(c.NotAfter), c.DaysLeft)
+	}
+	tw.Flush()
+	for f, e := range r.CertificateErrors {
+		fmt.Fprintf(w, "cannot read certificates in %s: %s\n", f, e)
+	}
+	if len(r.Problems) == 0 {
+		fmt.Fprintln(w, "\nOK: files match the manifest and no certificate has expired.")
+		return
+	}
+	fmt.Fprintln(w, "\nPROBLEMS:")
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  - %s\n", p)
+	}
+}

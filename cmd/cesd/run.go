@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/cesd/cesd/ces"
+	"github.com/cesd/cesd/daemon"
+	"github.com/cesd/cesd/notify"
+	"github.com/cesd/cesd/wallet"
+	"github.com/cesd/cesd/wallet/certinfo"
+)
+
+// cmdRun is the daemon.
+func (c *cli) cmdRun(ctx context.Context, args []string) int {
+	fs := c.flagSet("run", "")
+	cfg, pos, err := loadConfig(fs, args, c.env, needs{ces: true, wallet: true})
+	if err != nil {
+		return c.fail(err)
+	}
+	if len(pos) > 0 {
+		return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("run takes no arguments, got %q", pos)})
+	}
+	log := newLogger(cfg, c.stderr)
+	defer log.Sync() //nolint:errcheck // nothing useful to do if stderr fails
+	cc, err := cesConfig(cfg, nil)
+	if err != nil {
+		return c.fail(err)
+	}
+	if err := runDaemon(ctx, cfg, cc, log, observers{}); err != nil {
+		log.Error("cesd stopped with an error", zap.Error(err))
+		return exitFail
+	}
+	return exitOK
+}
+
+// newRegistry is the process registry: our metrics plus the Go runtime and
+// process collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheusCollectors()...)
+	return reg
+}
+
+func prometheusCollectors() []prometheus.Collector {
+	return []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
+}
+
+// observers let the demo narrate; cesd run leaves them empty.
+type observers struct {
+	started   func(*daemon.Daemon)
+	afterSwap func(daemon.SwapEvent)
+}
+
+// runDaemon builds the daemon on a fresh registry and runs it until ctx
+// ends; SIGHUP forces a refresh.
+func runDaemon(ctx context.Context, cfg *Config, cc ces.Config, log *zap.Logger, obs observers) error {
+	reg := newRegistry()
+	d, err := buildDaemon(cfg, cc, log, reg, reg, obs)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: refreshing now")
+				d.Refresh(daemon.TriggerSignal)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if obs.started != nil {
+		obs.started(d)
+	}
+	return d.Run(ctx)
+}
+
+// buildDaemon wires ces, wallet, certinfo, notify and daemon. Every metric
+// lands on reg, which /metrics serves through gat.
+func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Registerer, gat prometheus.Gatherer, obs observers) (*daemon.Daemon, error) {
+	cc.Registerer = reg
+	client, err := ces.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("ces client: %w", err)
+	}
+	w, err := wallet.NewWriter(walletConfig(cfg), log.Named("wallet"))
+	if err != nil {
+		return nil, fmt.Errorf("wallet folder: %w", err)
+	}
+	certs, err := certinfo.NewExporter(reg, log.Named("certs"))
+	if err != nil {
+		return nil, err
+	}
+	deriver, err := newDeriver(cfg, reg, log.Named("derive"))
+	if err != nil {
+		return nil, err
+	}
+	pw := &walletPasswords{configured: cfg.WalletPassword}
+	d, err := daemon.New(daemonConfig(cfg), daemon.Deps{
+		CES:        client,
+		Writer:     w,
+		Logger:     log,
+		Registerer: reg,
+		Gatherer:   gat,
+		Derive: func(p *wallet.Payload, creds *ces.Credentials) error {
+			deriver.Derive(p, pw.update(creds))
+			return nil // a file that cannot be derived is counted and left out, never blocking
+		},
+		AfterSwap: func(ev daemon.SwapEvent) {
+			certs.Update(ev.WalletDir, pw.update(ev.Credentials))
+			if obs.afterSwap != nil {
+				obs.afterSwap(ev)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.CallbackURL != "" {
+		srv, err := notify.NewServer(notify.Config{
+			Listen:      cfg.Listen,
+			Path:        cfg.CallbackPath,
+			TLSCertFile: cfg.ListenTLSCert,
+			TLSKeyFile:  cfg.ListenTLSKey,
+		}, d.Notify, log.Named("notify"), reg)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.SetCallback(srv); err != nil {
+			srv.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func daemonConfig(cfg *Config) daemon.Config {
+	return daemon.Config{
+		WalletDir:        cfg.WalletDir,
+		CallbackURL:      cfg.CallbackURL,
+		ExtraEndpoints:   cfg.ExtraEndpoints,
+		PollInterval:     cfg.PollInterval,
+		Jitter:           cfg.Jitter,
+		MinInterval:      cfg.MinInterval,
+		RegisterInterval: cfg.RegisterInterval,
+		OnChange:         cfg.OnChange,
+		HookTimeout:      cfg.HookTimeout,
+		UnregisterOnExit: cfg.UnregisterOnExit,
+		MetricsListen:    cfg.MetricsListen,
+		ShutdownTimeout:  cfg.ShutdownTimeout,
+		Limits:           wallet.DefaultLimits(),
+	}
+}
