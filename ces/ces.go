@@ -410,12 +410,13 @@ func (c *Client) send(ctx context.Context, op, method, u string, payload []byte,
 		limit = min(limit, maxErrorBody)
 	}
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	c.observe(op, strconv.Itoa(resp.StatusCode), start)
 	if ctx.Err() != nil {
 		// A cancelled HTTP/2 stream can still deliver the headers of an
 		// answer the server wrote on its way out; the caller gave up first.
+		c.observe(op, "error", start)
 		return 0, nil, nil, transportError(ctx, op, ctx.Err(), "waiting for the response")
 	}
+	c.observe(op, strconv.Itoa(resp.StatusCode), start)
 	if !ok {
 		return resp.StatusCode, resp.Header, nil, nil // error bodies may echo our request: never used
 	}
