@@ -56,6 +56,12 @@ type Writer interface {
 	Write(p wallet.Payload) (wallet.Result, error)
 }
 
+// Pruner is implemented by writers that keep old generations until told
+// (*wallet.Writer).
+type Pruner interface {
+	Prune() error
+}
+
 // Runner is a part run beside the daemon's own, such as *notify.Server.
 type Runner interface {
 	Run(ctx context.Context) error
@@ -284,6 +290,9 @@ func (d *Daemon) random() float64 {
 // failure leaves the live generation as it was.
 func (d *Daemon) FetchOnce(ctx context.Context) (generation int64, swapped bool, err error) {
 	_, res, _, err := d.fetchAndWrite(ctx)
+	if err == nil && res.Swapped {
+		d.prune()
+	}
 	return res.Generation, res.Swapped, err
 }
 

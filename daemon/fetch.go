@@ -134,7 +134,18 @@ func (d *Daemon) refreshOnce(ctx context.Context, b batch) error {
 	if d.cfg.OnChange != "" {
 		d.hooks.schedule(ev)
 	}
+	d.prune()
 	return nil
+}
+
+// prune removes old generations once the new one is announced, so deleting
+// files never delays a generation going live.
+func (d *Daemon) prune() {
+	if p, ok := d.writer.(Pruner); ok {
+		if err := p.Prune(); err != nil {
+			d.log.Warn("pruning old generations failed; they stay on disk until the next swap", zap.Error(err))
+		}
+	}
 }
 
 // phaseTimes splits a refresh for the log: CES round trip vs disk.

@@ -125,6 +125,10 @@ func TestReadersDuringSwaps(t *testing.T) {
 			t.Errorf("write %d: %+v", i, r)
 			break
 		}
+		if err := w.Prune(); err != nil {
+			t.Error(err)
+			break
+		}
 	}
 	close(done)
 	wg.Wait()

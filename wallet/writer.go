@@ -233,13 +233,15 @@ func (w *Writer) recover() error {
 //  8. Stable top-level links name -> ..data/name are made for every file,
 //     credentials.json, schemas and manifest.json (each by temp link + rename),
 //     and links of files that left the wallet are removed.
-//  9. Older generations are pruned, keeping Config.Keep including the live one.
+//  9. Older generations are pruned by Prune, which the caller runs once the
+//     new generation has been announced: deleting files costs a journal
+//     commit of its own, and it must not delay a generation going live.
 //
 // A failure before the swap removes the new folder; a failure in steps 7-8
 // swaps the previous generation back in first. Either way the previous
 // generation stays live and the error says which step failed. Only if that
 // rollback itself fails is the new, complete generation left live
-// (Result.Swapped=true alongside the error). A failed prune is only logged.
+// (Result.Swapped=true alongside the error).
 func (w *Writer) Write(p Payload) (Result, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -338,12 +340,30 @@ func (w *Writer) Write(p Payload) (Result, error) {
 		return rollback("step 8 (links)", err)
 	}
 
-	// 9. Prune.
-	if err := w.prune(genName(gen)); err != nil {
-		w.log.Warn("pruning old generations failed", zap.Error(err))
-	}
+	// 9. Pruning is left to Prune.
 	w.log.Debug("wallet generation live", zap.Int64("generation", gen), zap.Int64("previous", live.n))
 	return Result{Generation: gen, Swapped: true, Dir: genDir, Warnings: warnings}, nil
+}
+
+// Prune removes generation folders beyond Config.Keep (the live one
+// included), and unfinished folders newer than the live one. It is step 9 of
+// Write, run separately so that it stays off the rotation's latency path.
+func (w *Writer) Prune() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d, err := w.lock()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	name, _, err := resolveLive(w.dir)
+	if err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if err := w.prune(name); err != nil {
+		return fmt.Errorf("prune old generations: %w", err)
+	}
+	return nil
 }
 
 func (w *Writer) step(n int, what string) error {

@@ -297,6 +297,12 @@ func TestPrune(t *testing.T) {
 			for i := 1; i <= 5; i++ {
 				mustWrite(t, w, testPayload(i))
 			}
+			if got := len(genDirs(t, dir)); got != 5 {
+				t.Fatalf("Write pruned by itself: %d generations", got)
+			}
+			if err := w.Prune(); err != nil {
+				t.Fatal(err)
+			}
 			var want []string
 			for i := 5 - keep + 1; i <= 5; i++ {
 				want = append(want, genName(int64(i)))
