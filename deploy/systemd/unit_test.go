@@ -1,0 +1,139 @@
+// Package systemd_test checks that the shipped unit files keep the
+// directives the docs promise. check.sh runs systemd-analyze for the real
+// verdict; this test is the cheap guard that runs wherever go test does.
+package systemd_test
+
+import (
+	"bufio"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// parse returns section -> key -> values, in order; a key may repeat.
+func parse(t *testing.T, path string) map[string]map[string][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]map[string][]string{}
+	section := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+		case strings.HasPrefix(line, "["):
+			section = strings.Trim(line, "[]")
+			out[section] = map[string][]string{}
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || section == "" {
+				t.Fatalf("%s: bad line %q", path, line)
+			}
+			out[section][k] = append(out[section][k], v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestServiceHardening(t *testing.T) {
+	svc := parse(t, "cesd.service")["Service"]
+	for _, tc := range []struct{ key, want string }{
+		{"Type", "notify"},
+		{"NotifyAccess", "main"},
+		{"ExecStart", "/usr/local/bin/cesd run --config /etc/cesd/cesd.yaml"},
+		{"ExecReload", "/bin/kill -HUP $MAINPID"},
+		{"Restart", "on-failure"},
+		{"RestartPreventExitStatus", "2"},
+		{"User", "cesd"},
+		{"StateDirectory", "cesd"},
+		{"StateDirectoryMode", "0700"},
+		{"ConfigurationDirectory", "cesd"},
+		{"LoadCredential", "client_secret:/etc/cesd/client_secret"},
+		{"UMask", "0077"},
+		{"NoNewPrivileges", "yes"},
+		{"CapabilityBoundingSet", ""},
+		{"AmbientCapabilities", ""},
+		{"ProtectSystem", "strict"},
+		{"ProtectHome", "yes"},
+		{"PrivateTmp", "yes"},
+		{"PrivateDevices", "yes"},
+		{"PrivateUsers", "yes"},
+		{"DevicePolicy", "closed"},
+		{"ProtectHostname", "yes"},
+		{"ProtectClock", "yes"},
+		{"ProtectKernelTunables", "yes"},
+		{"ProtectKernelModules", "yes"},
+		{"ProtectKernelLogs", "yes"},
+		{"ProtectControlGroups", "yes"},
+		{"ProtectProc", "invisible"},
+		{"ProcSubset", "pid"},
+		{"RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"},
+		{"RestrictNamespaces", "yes"},
+		{"RestrictRealtime", "yes"},
+		{"RestrictSUIDSGID", "yes"},
+		{"LockPersonality", "yes"},
+		{"MemoryDenyWriteExecute", "yes"},
+		{"RemoveIPC", "yes"},
+		{"SystemCallArchitectures", "native"},
+		{"SystemCallFilter", "@system-service"},
+		{"SystemCallFilter", "~@privileged @resources"},
+		{"SystemCallErrorNumber", "EPERM"},
+	} {
+		if !slices.Contains(svc[tc.key], tc.want) {
+			t.Errorf("cesd.service: want %s=%s, have %q", tc.key, tc.want, svc[tc.key])
+		}
+	}
+	if w := svc["WatchdogSec"]; len(w) != 1 || w[0] == "" || w[0] == "0" {
+		t.Errorf("cesd.service: WatchdogSec must be set, have %q", w)
+	}
+	for _, forbidden := range []string{"DynamicUser", "ReadWritePaths", "Environment", "EnvironmentFile"} {
+		if v, ok := svc[forbidden]; ok {
+			t.Errorf("cesd.service: %s=%q is not expected (secrets and writable paths come only from LoadCredential and StateDirectory)", forbidden, v)
+		}
+	}
+}
+
+func TestSysusers(t *testing.T) {
+	data, err := os.ReadFile("cesd.sysusers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "u" {
+			if f[1] != "cesd" || !strings.Contains(line, "/var/lib/cesd") {
+				t.Errorf("cesd.sysusers: unexpected user line %q", line)
+			}
+			return
+		}
+	}
+	t.Error("cesd.sysusers has no u line")
+}
+
+// The reload chain: the on_change hook touches the stamp that the path unit
+// watches, and the path unit starts the reload service.
+func TestReloadChain(t *testing.T) {
+	drop := parse(t, "on-change-reload.conf")["Service"]
+	path := parse(t, "cesd-wallet.path")["Path"]
+	stamp := path["PathChanged"]
+	if len(stamp) != 1 || !strings.HasPrefix(stamp[0], "/var/lib/cesd/") || strings.HasPrefix(stamp[0], "/var/lib/cesd/wallet") {
+		t.Fatalf("cesd-wallet.path: want one PathChanged= in cesd's state directory, outside the wallet, have %q", stamp)
+	}
+	want := `"CESD_ON_CHANGE=/usr/bin/touch ` + stamp[0] + `"`
+	if !slices.Contains(drop["Environment"], want) {
+		t.Errorf("on-change-reload.conf: want Environment=%s, have %q", want, drop["Environment"])
+	}
+	if u := path["Unit"]; !slices.Equal(u, []string{"cesd-wallet.service"}) {
+		t.Errorf("cesd-wallet.path: Unit=%q, want cesd-wallet.service", u)
+	}
+	if _, err := os.Stat("cesd-wallet.service"); err != nil {
+		t.Error(err)
+	}
+}
