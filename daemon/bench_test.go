@@ -34,8 +34,13 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // between fetches. Beside it, floor-p50-ms is one minimal durable swap of the
 // same files on the same disk: write them, one syncfs, rename a link.
 func BenchmarkRotationLatency(b *testing.B) {
+	b.Run("syncfs", func(b *testing.B) { benchRotationLatency(b, true) })
+	b.Run("fsync-files", func(b *testing.B) { benchRotationLatency(b, false) })
+}
+
+func benchRotationLatency(b *testing.B, syncFS bool) {
 	var received atomic.Int64 // unix nanos of the latest callback
-	r := newRig(b, rigOpts{quiet: true, wrapNotify: func(next func(string)) func(string) {
+	r := newRig(b, rigOpts{quiet: true, syncFS: syncFS, wrapNotify: func(next func(string)) func(string) {
 		return func(c string) {
 			received.Store(time.Now().UnixNano())
 			next(c)

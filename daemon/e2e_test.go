@@ -63,6 +63,7 @@ type rigOpts struct {
 	quiet            bool // info level to io.Discard (benchmarks: no growing buffer)
 	onChange         string
 	deps             func(*Deps)
+	syncFS           bool // the writer's one-syncfs mode (cesd's default)
 }
 
 type rig struct {
@@ -117,7 +118,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := wallet.NewWriter(wallet.Config{Dir: r.dir}, log.Named("wallet"))
+	w, err := wallet.NewWriter(wallet.Config{Dir: r.dir, SyncFS: o.syncFS}, log.Named("wallet"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,7 @@ var keys = []keyDef{
 	{"tenant_id", kString, "", "optional tenantId for the endpoint list call"},
 	{"wallet_dir", kString, "/var/lib/cesd/wallet", "output folder for the wallet"},
 	{"keep_generations", kInt, "3", "generations kept on disk, the live one included"},
+	{"syncfs", kBool, "true", "make each generation durable with one syncfs(2) of the wallet's file system (one journal commit) instead of an fsync per file"},
 	{"listen", kString, ":8480", "address of the callback listener"},
 	{"listen_tls_cert_file", kString, "", "TLS certificate for the callback listener (optional)"},
 	{"listen_tls_key_file", kString, "", "TLS key for the callback listener (optional)"},
@@ -251,6 +252,7 @@ type Config struct {
 
 	WalletDir        string
 	KeepGenerations  int
+	SyncFS           bool
 	Listen           string
 	ListenTLSCert    string
 	ListenTLSKey     string
@@ -294,6 +296,7 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 		TenantID:         p.str("tenant_id"),
 		WalletDir:        p.str("wallet_dir"),
 		KeepGenerations:  p.integer("keep_generations", 1, 100),
+		SyncFS:           p.boolean("syncfs"),
 		Listen:           p.str("listen"),
 		ListenTLSCert:    p.str("listen_tls_cert_file"),
 		ListenTLSKey:     p.str("listen_tls_key_file"),

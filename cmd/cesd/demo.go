@@ -108,7 +108,7 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
 	}
 	pending := make(chan string, 1) // what the narrator is waiting to see
 
-	obs := observers{
+	obs := &observers{
 		started: func(d *daemon.Daemon) {
 			go func() {
 				select {

@@ -33,7 +33,7 @@ func (c *cli) cmdFetch(ctx context.Context, args []string) int {
 	once := *cfg
 	once.CallbackURL, once.ExtraEndpoints, once.OnChange, once.MetricsListen = "", nil, "", ""
 	reg := prometheus.NewRegistry()
-	d, err := buildDaemon(&once, cc, log, reg, reg, observers{})
+	d, err := buildDaemon(&once, cc, log, reg, reg, &observers{})
 	if err != nil {
 		return c.fail(err)
 	}

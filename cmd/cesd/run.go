@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon"
+	"github.com/cesd/cesd/daemon/sdnotify"
 	"github.com/cesd/cesd/notify"
 	"github.com/cesd/cesd/wallet"
 	"github.com/cesd/cesd/wallet/certinfo"
@@ -34,7 +36,10 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	if err := runDaemon(ctx, cfg, cc, log, observers{}); err != nil {
+	env := func(k string) string { v, _ := c.env(k); return v }
+	sd := sdnotify.New(env("NOTIFY_SOCKET"))
+	watchdog, _ := sd.WatchdogInterval(env("WATCHDOG_USEC"), env("WATCHDOG_PID"), os.Getpid())
+	if err := runDaemon(ctx, cfg, cc, log, &observers{sd: sd, watchdog: watchdog}); err != nil {
 		log.Error("cesd stopped with an error", zap.Error(err))
 		return exitFail
 	}
@@ -53,15 +58,51 @@ func prometheusCollectors() []prometheus.Collector {
 	return []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
 }
 
-// observers let the demo narrate; cesd run leaves them empty.
+// observers are told about the daemon's life: the demo narrates, systemd
+// gets sd_notify messages.
 type observers struct {
 	started   func(*daemon.Daemon)
 	afterSwap func(daemon.SwapEvent)
+	sd        *sdnotify.Notifier // nil: not under systemd
+	watchdog  time.Duration      // WatchdogSec; 0: no watchdog
+}
+
+// systemd tells systemd that cesd is ready once a generation is live, what
+// is live after each swap, and that it is stopping.
+func (o *observers) systemd(ctx context.Context, d *daemon.Daemon, log *zap.Logger) {
+	if !o.sd.Enabled() {
+		return
+	}
+	then := o.afterSwap
+	var ready bool
+	o.afterSwap = func(ev daemon.SwapEvent) {
+		if !ready {
+			ready = true
+			if err := o.sd.Ready(); err != nil {
+				log.Warn("sd_notify READY failed", zap.Error(err))
+			}
+		}
+		status := fmt.Sprintf("generation %d live", ev.Generation)
+		if m, err := wallet.ReadManifest(ev.WalletDir); err == nil && !m.CertificateEndDate.IsZero() {
+			status += fmt.Sprintf(", expires in %d days", daysLeft(m.CertificateEndDate, time.Now()))
+		}
+		_ = o.sd.Status(status)
+		if then != nil {
+			then(ev)
+		}
+	}
+	// The watchdog is pinged at half its period, only while a valid
+	// generation is live: a wedged or walletless cesd gets restarted.
+	go o.sd.Keepalive(ctx, o.watchdog/2, d.Ready)
+	go func() {
+		<-ctx.Done()
+		_ = o.sd.Stopping()
+	}()
 }
 
 // runDaemon builds the daemon on a fresh registry and runs it until ctx
 // ends; SIGHUP forces a refresh.
-func runDaemon(ctx context.Context, cfg *Config, cc ces.Config, log *zap.Logger, obs observers) error {
+func runDaemon(ctx context.Context, cfg *Config, cc ces.Config, log *zap.Logger, obs *observers) error {
 	reg := newRegistry()
 	d, err := buildDaemon(cfg, cc, log, reg, reg, obs)
 	if err != nil {
@@ -81,6 +122,7 @@ func runDaemon(ctx context.Context, cfg *Config, cc ces.Config, log *zap.Logger,
 			}
 		}
 	}()
+	obs.systemd(ctx, d, log)
 	if obs.started != nil {
 		obs.started(d)
 	}
@@ -89,7 +131,7 @@ func runDaemon(ctx context.Context, cfg *Config, cc ces.Config, log *zap.Logger,
 
 // buildDaemon wires ces, wallet, certinfo, notify and daemon. Every metric
 // lands on reg, which /metrics serves through gat.
-func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Registerer, gat prometheus.Gatherer, obs observers) (*daemon.Daemon, error) {
+func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Registerer, gat prometheus.Gatherer, obs *observers) (*daemon.Daemon, error) {
 	cc.Registerer = reg
 	client, err := ces.New(cc)
 	if err != nil {

@@ -68,7 +68,7 @@ func cesConfig(cfg *Config, reg prometheus.Registerer) (ces.Config, error) {
 }
 
 func walletConfig(cfg *Config) wallet.Config {
-	return wallet.Config{Dir: cfg.WalletDir, Keep: cfg.KeepGenerations, Limits: wallet.DefaultLimits()}
+	return wallet.Config{Dir: cfg.WalletDir, Keep: cfg.KeepGenerations, Limits: wallet.DefaultLimits(), SyncFS: cfg.SyncFS}
 }
 
 // walletPasswords picks the password that opens ewallet.p12: CES's

@@ -5,6 +5,7 @@
 package sdnotify
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -97,4 +98,26 @@ func (n *Notifier) WatchdogInterval(usec, pid string, mypid int) (time.Duration,
 		return 0, false
 	}
 	return time.Duration(u) * time.Microsecond, true
+}
+
+// Keepalive pings the watchdog every interval while healthy reports true, and
+// returns nil when ctx ends. A process that hangs, or whose health check
+// fails, stops pinging, and systemd restarts it after WatchdogSec.
+func (n *Notifier) Keepalive(ctx context.Context, interval time.Duration, healthy func() bool) error {
+	if n == nil || interval <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if healthy() {
+				_ = n.Watchdog() // a lost ping is what the watchdog is for
+			}
+		}
+	}
 }

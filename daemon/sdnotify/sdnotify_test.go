@@ -1,6 +1,7 @@
 package sdnotify_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -167,5 +168,46 @@ func TestWatchdogInterval(t *testing.T) {
 				t.Errorf("WatchdogInterval(%q, %q, %d) = %v, %v; want %v, %v", tc.usec, tc.pid, tc.mypid, got, ok, tc.want, tc.ok)
 			}
 		})
+	}
+}
+
+func TestKeepalivePingsOnlyWhileHealthy(t *testing.T) {
+	path := socketPath(t)
+	c := listen(t, path)
+	n := sdnotify.New(path)
+	answers := []bool{true, false, false, true}
+	asked := make(chan bool)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	healthy := func() bool {
+		select {
+		case a := <-asked:
+			return a
+		case <-ctx.Done(): // a tick racing the cancel
+			return false
+		}
+	}
+	go func() { done <- n.Keepalive(ctx, time.Millisecond, healthy) }()
+	for _, a := range answers {
+		asked <- a
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Keepalive has returned, so every ping it sent is already queued on the
+	// socket: read them all, then the queue is empty.
+	var got []string
+	buf := make([]byte, 64)
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	for {
+		nb, _, err := c.ReadFromUnix(buf)
+		if err != nil {
+			break
+		}
+		got = append(got, string(buf[:nb]))
+	}
+	if len(got) != 2 || got[0] != "WATCHDOG=1" || got[1] != "WATCHDOG=1" {
+		t.Fatalf("pings %q, want two (one per healthy check)", got)
 	}
 }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cesd/cesd/ces/cestest"
+)
+
+// TestRunUnderSystemd runs `cesd run` in-process as systemd would: it must
+// say READY=1 once a generation is live, report each generation in STATUS=,
+// ping the watchdog, refresh on SIGHUP, and say STOPPING=1 on shutdown.
+func TestRunUnderSystemd(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{})
+	defer sim.Close()
+	dir := filepath.Join(t.TempDir(), "wallet")
+	sockDir, err := os.MkdirTemp("", "sdn") // sun_path is short
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	sock := filepath.Join(sockDir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	base := simEnv(t, sim, dir)
+	extra := map[string]string{
+		"NOTIFY_SOCKET":         sock,
+		"WATCHDOG_USEC":         "100000",
+		"WATCHDOG_PID":          strconv.Itoa(os.Getpid()),
+		"CESD_LISTEN":           "127.0.0.1:" + port,
+		"CESD_CALLBACK_URL":     "http://127.0.0.1:" + port + "/cesd/notify",
+		"CESD_METRICS_LISTEN":   "127.0.0.1:0",
+		"CESD_MIN_INTERVAL":     "1ms",
+		"CESD_SHUTDOWN_TIMEOUT": "5s",
+	}
+	env := func(k string) (string, bool) {
+		if v, ok := extra[k]; ok {
+			return v, true
+		}
+		return base(k)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	errb := &syncWriter{w: &strings.Builder{}}
+	c := &cli{env: env, stdout: &strings.Builder{}, stderr: errb}
+	exited := make(chan int, 1)
+	go func() { exited <- c.cmdRun(ctx, nil) }()
+
+	msgs := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	deadline := time.After(30 * time.Second)
+	expect := func(prefix string) string {
+		t.Helper()
+		for {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					t.Fatalf("socket closed waiting for %q", prefix)
+				}
+				if strings.HasPrefix(m, prefix) {
+					return m
+				}
+			case code := <-exited:
+				t.Fatalf("cesd run exited %d waiting for %q: %s", code, prefix, errb.String())
+			case <-deadline:
+				t.Fatalf("no %q from cesd", prefix)
+			}
+		}
+	}
+	expect("READY=1")
+	if s := expect("STATUS=generation 1 live"); !strings.Contains(s, "expires in 89 days") {
+		t.Errorf("status %q", s)
+	}
+	expect("WATCHDOG=1")
+
+	sim.Rotate("all") // CES calls back; the new generation is announced
+	expect("STATUS=generation 2 live")
+
+	before := sim.Calls(cestest.OpFetchCredentials)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for sim.Calls(cestest.OpFetchCredentials) == before {
+		select {
+		case <-deadline:
+			t.Fatal("SIGHUP did not cause a fetch")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+
+	cancel()
+	expect("STOPPING=1")
+	if code := <-exited; code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if strings.Contains(errb.String(), "cestest-secret") {
+		t.Fatal("logs hold the client secret")
+	}
+}
+
+// syncWriter lets a test read what a running command logs.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
