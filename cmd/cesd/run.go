@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -65,6 +66,7 @@ type observers struct {
 	afterSwap func(daemon.SwapEvent)
 	sd        *sdnotify.Notifier // nil: not under systemd
 	watchdog  time.Duration      // WatchdogSec; 0: no watchdog
+	stopOnce  sync.Once
 }
 
 // systemd tells systemd that cesd is ready once a generation is live, what
@@ -96,8 +98,14 @@ func (o *observers) systemd(ctx context.Context, d *daemon.Daemon, log *zap.Logg
 	go o.sd.Keepalive(ctx, o.watchdog/2, d.Ready)
 	go func() {
 		<-ctx.Done()
-		_ = o.sd.Stopping()
+		o.stopping()
 	}()
+}
+
+// stopping sends STOPPING=1 once: as soon as shutdown starts, and at the
+// latest before runDaemon returns, so the message cannot be lost to exit.
+func (o *observers) stopping() {
+	o.stopOnce.Do(func() { _ = o.sd.Stopping() })
 }
 
 // runDaemon builds the daemon on a fresh registry and runs it until ctx
@@ -126,6 +134,7 @@ func runDaemon(ctx context.Context, cfg *Config, cc ces.Config, log *zap.Logger,
 	if obs.started != nil {
 		obs.started(d)
 	}
+	defer obs.stopping()
 	return d.Run(ctx)
 }
 

@@ -115,9 +115,17 @@ func TestRunUnderSystemd(t *testing.T) {
 	}
 
 	cancel()
-	expect("STOPPING=1")
 	if code := <-exited; code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	// STOPPING=1 was sent before cmdRun returned, so it is already queued.
+	for stopping := false; !stopping; {
+		select {
+		case m := <-msgs:
+			stopping = m == "STOPPING=1"
+		case <-deadline:
+			t.Fatal("no STOPPING=1 from cesd")
+		}
 	}
 	if strings.Contains(errb.String(), "cestest-secret") {
 		t.Fatal("logs hold the client secret")
