@@ -33,6 +33,7 @@ type FileInfo struct {
 	Size         int64  `json:"size"`
 	Derived      bool   `json:"derived,omitempty"`
 	SourceSHA256 string `json:"sourceSha256,omitempty"`
+	Recipe       string `json:"recipe,omitempty"`
 }
 
 // ErrNoWallet means the folder has no live generation (no ..data link).

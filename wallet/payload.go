@@ -25,6 +25,11 @@ type Payload struct {
 type DerivedFile struct {
 	Data         []byte
 	SourceSHA256 string // hex sha256 of the wallet file it was derived from; optional
+	// Recipe says, without secrets, how Data was made from the source (e.g.
+	// "pkcs8-encrypted from cwallet.sso"). A derived file whose source and
+	// recipe match the live one counts as unchanged even if its bytes differ,
+	// because some derivations (an encrypted key) are randomised.
+	Recipe string
 }
 
 // ErrInvalidPayload is wrapped by every Payload.Validate error.

@@ -390,8 +390,18 @@ func (w *Writer) sameAsLive(p Payload, live liveGen) bool {
 		want, ok := p.Files[name]
 		if fi.Derived {
 			d, isDerived := p.Derived[name]
-			if !isDerived || d.SourceSHA256 != fi.SourceSHA256 {
+			if !isDerived || d.SourceSHA256 != fi.SourceSHA256 || d.Recipe != fi.Recipe {
 				return false
+			}
+			if d.Recipe != "" {
+				// Same source, same recipe: equal by construction, even when
+				// the derivation is randomised. The live file must still be
+				// the one its manifest describes.
+				sum, _, err := hashFile(filepath.Join(genDir, name))
+				if err != nil || sum != fi.SHA256 {
+					return false
+				}
+				continue
 			}
 			want, ok = d.Data, true
 		}
@@ -468,7 +478,7 @@ func (w *Writer) manifest(gen int64, p Payload) *Manifest {
 		m.Files[name] = FileInfo{SHA256: sha256Hex(data), Size: int64(len(data))}
 	}
 	for name, d := range p.Derived {
-		m.Files[name] = FileInfo{SHA256: sha256Hex(d.Data), Size: int64(len(d.Data)), Derived: true, SourceSHA256: d.SourceSHA256}
+		m.Files[name] = FileInfo{SHA256: sha256Hex(d.Data), Size: int64(len(d.Data)), Derived: true, SourceSHA256: d.SourceSHA256, Recipe: d.Recipe}
 	}
 	return m
 }

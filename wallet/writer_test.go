@@ -548,3 +548,38 @@ func TestWriteSyncFS(t *testing.T) {
 		assertLive(t, dir, testPayload(i), int64(i))
 	}
 }
+
+// TestRandomisedDerivationIsUnchanged: an encrypted ewallet.pem differs on
+// every derivation (random salt); with the same source and recipe it must not
+// make a new generation on every poll.
+func TestRandomisedDerivationIsUnchanged(t *testing.T) {
+	dir := t.TempDir()
+	w := newTestWriter(t, dir, 3)
+	withPEM := func(data, recipe string) Payload {
+		p := testPayload(1)
+		p.Derived = map[string]DerivedFile{"ewallet.pem": {Data: []byte(data), SourceSHA256: strings.Repeat("ab", 32), Recipe: recipe}}
+		return p
+	}
+	steps := []struct {
+		p        Payload
+		wantSwap bool
+	}{
+		{withPEM("salt-1", "encrypted"), true},
+		{withPEM("salt-2", "encrypted"), false}, // same source and recipe
+		{withPEM("salt-3", "plain"), true},      // recipe changed
+		{withPEM("other", ""), true},            // no recipe: compared by bytes
+		{withPEM("other", ""), false},
+	}
+	for i, s := range steps {
+		if r := mustWrite(t, w, s.p); r.Swapped != s.wantSwap {
+			t.Fatalf("step %d: swapped=%v, want %v", i, r.Swapped, s.wantSwap)
+		}
+	}
+	// A tampered derived file is rewritten even with a matching recipe.
+	mustWrite(t, w, withPEM("salt-4", "encrypted"))
+	live, _ := os.Readlink(filepath.Join(dir, "..data"))
+	os.WriteFile(filepath.Join(dir, live, "ewallet.pem"), []byte("tampered"), 0o600)
+	if r := mustWrite(t, w, withPEM("salt-5", "encrypted")); !r.Swapped {
+		t.Fatal("tampered ewallet.pem was kept")
+	}
+}

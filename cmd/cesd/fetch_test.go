@@ -210,3 +210,25 @@ func TestDoctorCommand(t *testing.T) {
 		t.Fatalf("IAM failure not pinpointed:\n%s", out.String())
 	}
 }
+
+// TestFetchWithPEMPasswordIsStable: an encrypted ewallet.pem is randomised,
+// yet a second fetch of the same CES data must not make a new generation.
+func TestFetchWithPEMPasswordIsStable(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{})
+	defer sim.Close()
+	dir := filepath.Join(t.TempDir(), "wallet")
+	pemPW := writeFile(t, t.TempDir(), "pem", "pem-pass-123")
+	for i, want := range []string{"generation 1 written", "generation 1 unchanged"} {
+		var out, errb strings.Builder
+		if code := run([]string{"fetch", "--pem-password-file", pemPW}, simEnv(t, sim, dir), &out, &errb); code != exitOK {
+			t.Fatalf("fetch %d: %s", i, errb.String())
+		}
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("fetch %d: %q, want %q", i, out.String(), want)
+		}
+	}
+	pem, err := os.ReadFile(filepath.Join(dir, "ewallet.pem"))
+	if err != nil || !bytes.Contains(pem, []byte("ENCRYPTED PRIVATE KEY")) {
+		t.Fatalf("ewallet.pem key not encrypted (%v)", err)
+	}
+}

@@ -103,7 +103,11 @@ func Apply(p *wallet.Payload, opts Options, log *zap.Logger) Report {
 		if opts.WalletPassword != "" && source != SourceP12 {
 			log.Info("ewallet.p12 did not open with the wallet password; ewallet.pem made from cwallet.sso")
 		}
-		add(PEMFile, wallet.DerivedFile{Data: out, SourceSHA256: sha256Hex(p.Files[source])})
+		recipe := "pkcs8 key from " + source
+		if opts.PEMPassword != "" {
+			recipe = "pkcs8 key encrypted with pem_password_file, from " + source
+		}
+		add(PEMFile, wallet.DerivedFile{Data: out, SourceSHA256: sha256Hex(p.Files[source]), Recipe: recipe})
 		r.PEMSource = source
 	}
 	return r
