@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,12 +11,18 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
 
-// hookOutputMax caps the hook output kept for the log.
-const hookOutputMax = 4 << 10
+// hookOutputMax caps the hook output logged. hookCaptureMax is what is kept
+// before redaction: redacting only the logged prefix could leave a password
+// cut in two at the boundary, half of it unrecognised.
+const (
+	hookOutputMax  = 4 << 10
+	hookCaptureMax = 64 << 10
+)
 
 // secretGenerations is how many generations' secrets hook output is redacted
 // against: a hook may read a newer generation than the one it was run for.
@@ -104,7 +111,7 @@ func (d *Daemon) runHook(ctx context.Context, job *hookJob) string {
 		"CESD_WALLET_DIR="+job.ev.WalletDir,
 		"CESD_GENERATION="+strconv.FormatInt(job.ev.Generation, 10),
 		"CESD_CHANGE="+job.ev.Change)
-	out := &capWriter{max: hookOutputMax}
+	out := &capWriter{max: hookCaptureMax}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = time.Second // do not wait forever on pipes a grandchild holds
 	killGroup(cmd)
@@ -123,10 +130,11 @@ func (d *Daemon) runHook(ctx context.Context, job *hookJob) string {
 	fields := []zap.Field{
 		zap.Int64("generation", job.ev.Generation), zap.String("change", job.ev.Change),
 		zap.String("result", result), zap.Duration("duration", dur),
-		zap.String("output", d.hooks.redact(out.String())),
 	}
-	if out.dropped > 0 {
-		fields = append(fields, zap.Int("output_dropped_bytes", out.dropped))
+	logged, dropped := truncate(d.hooks.redact(out.String()), hookOutputMax)
+	fields = append(fields, zap.String("output", logged))
+	if dropped += out.dropped; dropped > 0 {
+		fields = append(fields, zap.Int("output_dropped_bytes", dropped))
 	}
 	if result == HookSuccess {
 		d.log.Info("on_change hook ran", fields...)
@@ -149,14 +157,33 @@ func hookBaseEnv(env []string) []string {
 	return out
 }
 
-// redact hides the generation's secrets should a hook print them.
+// redact hides the generation's secrets should a hook print them, both as
+// they are and as credentials.json spells them (JSON-escaped).
 func redact(s string, secrets []string) string {
 	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, "[REDACTED]")
+		if len(sec) < 4 {
+			continue
+		}
+		s = strings.ReplaceAll(s, sec, "[REDACTED]")
+		if q, err := json.Marshal(sec); err == nil {
+			if esc := string(q[1 : len(q)-1]); esc != sec {
+				s = strings.ReplaceAll(s, esc, "[REDACTED]")
+			}
 		}
 	}
 	return s
+}
+
+// truncate keeps the first n bytes of s, on a UTF-8 boundary.
+func truncate(s string, n int) (string, int) {
+	if len(s) <= n {
+		return s, 0
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut], len(s) - cut
 }
 
 // capWriter keeps the first max bytes and counts the rest.

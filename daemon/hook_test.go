@@ -142,3 +142,29 @@ func TestHookBaseEnv(t *testing.T) {
 		t.Fatalf("env %v", got)
 	}
 }
+
+// TestHookRedactionAtTheCap: a password straddling the logged-output cap, or
+// printed JSON-escaped (as credentials.json holds it), must not leak even in
+// part.
+func TestHookRedactionAtTheCap(t *testing.T) {
+	const pw = `S3cret"Schema\Passw0rd`
+	// 4088 bytes of padding put the password across the 4 KiB cap; then the
+	// escaped form, as `cat credentials.json` would print it.
+	script := `head -c 4088 /dev/zero | tr '\0' x; printf '%s' 'S3cret"Schema\Passw0rd'; echo; printf '%s\n' '{"A":"S3cret\"Schema\\Passw0rd"}'`
+	d, logs := newHookDaemon(t, script, 10*time.Second)
+	d.hooks.remember([]string{pw})
+	d.runHook(context.Background(), &hookJob{ev: SwapEvent{Generation: 1}})
+	e := logs.FilterMessage("on_change hook ran").All()
+	if len(e) != 1 {
+		t.Fatalf("logs %v", logs.All())
+	}
+	out := e[0].ContextMap()["output"].(string)
+	for _, frag := range []string{"S3cret", "Passw0rd"} {
+		if strings.Contains(out, frag) {
+			t.Fatalf("output holds %q: ...%q", frag, out[max(0, len(out)-40):])
+		}
+	}
+	if len(out) > hookOutputMax {
+		t.Fatalf("output %d bytes, cap %d", len(out), hookOutputMax)
+	}
+}
