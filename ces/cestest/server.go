@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -135,6 +136,8 @@ type Server struct {
 	lastTenant string
 
 	blockHook func(Op) // tests: called when a request starts to hang or wait; guarded by mu
+
+	altTLS atomic.Pointer[tls.Config] // set by ServeUntrustedCertificate
 }
 
 // NewServer starts a simulator with generation 1 in place. Like httptest, it
@@ -177,7 +180,8 @@ func NewServer(opts Options) *Server {
 
 	s.hs = httptest.NewUnstartedServer(s)
 	s.hs.Config.ErrorLog = log.New(io.Discard, "", 0) // clients that refuse our cert are expected in tests
-	s.hs.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	s.hs.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		GetConfigForClient: s.configForClient}
 	s.hs.StartTLS()
 	s.URL = s.hs.URL + opts.BasePath
 	s.TokenURL = s.hs.URL + TokenPath

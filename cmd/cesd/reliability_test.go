@@ -184,7 +184,7 @@ func newHarness(t *testing.T, sim *cestest.Server, walletDir string, extra map[s
 		"WALLET_DIR":         walletDir,
 		"METRICS_LISTEN":     h.metricsAddr,
 		"POLL_INTERVAL":      "1h",
-		"MIN_INTERVAL":       "0s",
+		"MIN_INTERVAL":       "1s",
 		"REQUEST_TIMEOUT":    "2s",
 		"REGISTER_INTERVAL":  "1h",
 		"LOG_LEVEL":          "debug",
@@ -207,6 +207,8 @@ func newHarness(t *testing.T, sim *cestest.Server, walletDir string, extra map[s
 		}
 		if t.Failed() {
 			h.dumpLogs(40)
+		} else if os.Getenv("CESD_RELIABILITY_VERBOSE") != "" {
+			h.dumpLogs(1 << 30)
 		}
 	})
 	return h
@@ -704,7 +706,8 @@ func killState(dir string) string {
 	live, _ := os.Readlink(filepath.Join(dir, "..data"))
 	liveN, _ := strconv.Atoi(strings.TrimPrefix(live, ".."))
 	ents, _ := os.ReadDir(dir)
-	var unfinished, dataTmp, linkTmp bool
+	var dataTmp, linkTmp bool
+	unfinished := ""
 	gens := 0
 	for _, e := range ents {
 		switch name := e.Name(); {
@@ -717,7 +720,7 @@ func killState(dir string) string {
 			if err == nil {
 				gens++
 				if n > liveN {
-					unfinished = true
+					unfinished = name
 				}
 			}
 		}
@@ -734,21 +737,42 @@ func killState(dir string) string {
 	switch {
 	case live == "":
 		return "before the first generation"
-	case unfinished:
-		return "steps 3-5: unfinished generation folder"
+	case unfinished != "":
+		if complete(filepath.Join(dir, unfinished)) {
+			return "steps 5-6: new generation complete, not yet swapped"
+		}
+		return "steps 3-4: new generation half written"
 	case dataTmp:
 		return "step 6: ..data_tmp left"
 	case linkTmp || missingLink:
 		return "step 8: stable links half made"
 	case gens > 3:
-		return "step 9: prune unfinished"
+		return "steps 7-9: swapped, old generation not yet pruned"
 	}
 	return "between writes (clean)"
 }
 
+// complete reports whether a generation folder holds its manifest and every
+// file it lists, at the listed size.
+func complete(gdir string) bool {
+	b, err := os.ReadFile(filepath.Join(gdir, "manifest.json"))
+	var m wallet.Manifest
+	if err != nil || json.Unmarshal(b, &m) != nil {
+		return false
+	}
+	for name, fi := range m.Files {
+		st, err := os.Stat(filepath.Join(gdir, name))
+		if err != nil || st.Size() != fi.Size {
+			return false
+		}
+	}
+	_, err = os.Stat(filepath.Join(gdir, "credentials.json"))
+	return err == nil
+}
+
 func TestReliabilityCrashConsistency(t *testing.T) {
 	kills := envInt("CESD_CRASH_KILLS", 200)
-	maxDelay := envDuration("CESD_CRASH_MAX_DELAY", 60*time.Millisecond)
+	maxDelay := envDuration("CESD_CRASH_MAX_DELAY", 250*time.Millisecond)
 	sim := cestest.NewServer(cestest.Options{Seed: 7, SendWalletPassword: true})
 	defer sim.Close()
 	listen := freeAddr(t)
@@ -756,6 +780,8 @@ func TestReliabilityCrashConsistency(t *testing.T) {
 		"LISTEN":        listen,
 		"CALLBACK_URL":  "http://" + listen + "/cesd/notify",
 		"POLL_INTERVAL": "1s",
+		// 0s would be taken as the 1s default by the daemon.
+		"MIN_INTERVAL": "1ms",
 	})
 
 	// A first generation, so the reader has a wallet from the start.
@@ -794,6 +820,7 @@ func TestReliabilityCrashConsistency(t *testing.T) {
 			}
 			sim.Rotate(changes[n%len(changes)])
 			n++
+			time.Sleep(time.Duration(rand.Int64N(int64(10 * time.Millisecond))))
 		}
 	}()
 
@@ -842,11 +869,24 @@ func TestReliabilityCrashConsistency(t *testing.T) {
 		t.Errorf("leftovers after restart: %v", left)
 	}
 	swaps := 0
+	var fetchD, writeD, upD []float64
+	firstLine := map[int]time.Time{}
 	for _, e := range h.logs.all() {
+		if _, ok := firstLine[e.proc]; !ok {
+			firstLine[e.proc] = e.at
+		}
 		if e.str("msg") == "new generation live" {
 			swaps++
+			f, _ := e.fields["fetch_duration"].(float64)
+			w, _ := e.fields["write_duration"].(float64)
+			fetchD, writeD = append(fetchD, f*1000), append(writeD, w*1000)
+			if e.str("trigger") == "startup" {
+				upD = append(upD, float64(e.at.Sub(firstLine[e.proc]).Microseconds())/1000)
+			}
 		}
 	}
+	report(t, "swaps: median fetch %.1f ms, median write %.1f ms, p90 write %.1f ms; first line to startup swap: median %.1f ms",
+		quantile(fetchD, 0.5), quantile(writeD, 0.5), quantile(writeD, 0.9), quantile(upD, 0.5))
 
 	keys := make([]string, 0, len(states))
 	for k := range states {
@@ -869,6 +909,14 @@ func TestReliabilityCrashConsistency(t *testing.T) {
 	if res.GenerationReads == 0 || res.LinkReads == 0 {
 		t.Errorf("the reader checked nothing: %+v", res)
 	}
+}
+
+func quantile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[int(q*float64(len(v)-1))]
 }
 
 // ---------- 2. disk full ----------
@@ -1008,20 +1056,16 @@ func faultCases() []faultCase {
 	}
 }
 
-// maxAttempts is what the backoff policy allows in a window: base 1s,
-// exponential, full jitter. Full jitter can draw a delay near 0, so there is
-// no hard floor between early attempts; the bound below leaves room for
-// that (the chance of more attempts within 5s is below 0.1%), and a
-// server's Retry-After, or IAM's one-minute pause, is a hard floor.
+// maxAttempts is what the policy allows in a window: the first attempt,
+// then at most one per floor, where the floor is min_interval (1s, which
+// also bounds retries: full jitter may draw a backoff near 0), a server's
+// Retry-After, or IAM's one-minute pause after a 429; plus one attempt in
+// flight at the window's edge.
 func maxAttempts(window, floor time.Duration) int {
-	if floor > 0 {
-		return 1 + int(window/floor) + 1
+	if floor < time.Second {
+		floor = time.Second
 	}
-	n := 0
-	for d := time.Second; d/2 < window; d *= 2 {
-		n++
-	}
-	return n + 5
+	return 2 + int(window/floor)
 }
 
 func TestReliabilityFaultMatrix(t *testing.T) {
