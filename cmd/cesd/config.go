@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cesd/cesd/ces"
+	"github.com/cesd/cesd/notify"
 )
 
 // configError is a usage or configuration mistake: exit code 2, and the
@@ -117,6 +118,9 @@ type settings map[string]setting
 // envFunc is os.LookupEnv, injectable for tests.
 type envFunc func(string) (string, bool)
 
+// noEnv is an empty environment.
+func noEnv(string) (string, bool) { return "", false }
+
 // registerConfigFlags adds one flag per key plus --config. Values are read
 // back through fs.Visit so that only flags actually given take precedence.
 func registerConfigFlags(fs *flag.FlagSet) {
@@ -155,7 +159,9 @@ func resolve(fs *flag.FlagSet, env envFunc) (settings, error) {
 			s[k.name] = setting{raw: v, list: splitList(v), source: "flag --" + flagName(k.name)}
 			continue
 		}
-		if v, ok := env(envName(k.name)); ok {
+		// An empty variable counts as unset, so "CESD_BASE_URL=" in a unit
+		// file does not blank the YAML value.
+		if v, ok := env(envName(k.name)); ok && v != "" {
 			s[k.name] = setting{raw: v, list: splitList(v), source: "env " + envName(k.name)}
 			continue
 		}
@@ -305,7 +311,7 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 		MetricsListen:    p.str("metrics_listen"),
 		PollInterval:     p.duration("poll_interval", time.Second),
 		Jitter:           p.duration("jitter", 0),
-		MinInterval:      p.duration("min_interval", 0),
+		MinInterval:      p.duration("min_interval", time.Millisecond),
 		RegisterInterval: p.duration("register_interval", time.Second),
 		RequestTimeout:   p.duration("request_timeout", 100*time.Millisecond),
 		OnChange:         p.str("on_change"),
@@ -329,15 +335,14 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 		p.fail("listen_tls_cert_file", "listen_tls_cert_file and listen_tls_key_file go together")
 	}
 	if c.CallbackURL != "" {
-		if u, err := url.Parse(c.CallbackURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.fail("callback_url", "want an absolute http:// or https:// URL")
-		} else {
-			c.CallbackPath = u.EscapedPath()
-			if c.CallbackPath == "" {
-				c.CallbackPath = "/"
-			}
+		path, err := notify.CallbackPath(c.CallbackURL)
+		if err != nil {
+			p.fail("callback_url", err.Error()+" (want an absolute http:// or https:// URL)")
 		}
+		c.CallbackPath = path
 	}
+	p.hostPort("listen", c.Listen)
+	p.hostPort("metrics_listen", c.MetricsListen)
 	for _, e := range c.ExtraEndpoints {
 		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "mailto") {
 			p.fail("extra_endpoints", fmt.Sprintf("%q: want an http, https or mailto URL", e))
@@ -444,8 +449,15 @@ func (p *parser) readable(key, path string) {
 // cannot send the client secret or a token in clear over a network.
 func (p *parser) remoteURL(key, raw string) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
+	switch {
+	case err != nil || u.Host == "":
 		p.fail(key, "want an absolute https:// URL")
+		return
+	case u.User != nil:
+		p.fail(key, "must not hold a user or password: credentials go in client_id and client_secret_file")
+		return
+	case u.RawQuery != "" || u.Fragment != "":
+		p.fail(key, "must not have a query or fragment")
 		return
 	}
 	switch u.Scheme {
@@ -486,17 +498,25 @@ func (p *parser) clientSecret(env envFunc) string {
 	return ""
 }
 
+// secretFile reads a secret. Its errors never repeat the path: a secret
+// pasted where its file name belongs would otherwise be printed.
 func (p *parser) secretFile(key, path string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		p.fail(key, fmt.Sprintf("cannot read %s: %v", path, errors.Unwrap(err)))
+		p.fail(key, fmt.Sprintf("cannot read the file it names: %v", errors.Unwrap(err)))
 		return ""
 	}
 	v := strings.TrimRight(string(data), "\r\n")
 	if v == "" {
-		p.fail(key, fmt.Sprintf("%s is empty", path))
+		p.fail(key, "the file it names is empty")
 	}
 	return v
+}
+
+func (p *parser) hostPort(key, addr string) {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		p.fail(key, fmt.Sprintf("%q: want host:port, such as :8480 or 127.0.0.1:9480", addr))
+	}
 }
 
 // loadConfig is the single entry: parse flags (which may follow or precede

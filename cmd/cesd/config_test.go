@@ -85,6 +85,22 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 			}},
 		{name: "retail home and base url both", args: []string{"--retail-home-url", "https://home.retail.r.ocs.oracle.com/rgbu-common-a-b-rh"}, wantKey: "retail_home_url"},
 		{name: "bad retail home", args: []string{"--base-url", "", "--retail-home-url", "https://x/y"}, wantKey: "retail_home_url"},
+		{name: "empty env does not blank the file", env: map[string]string{"CESD_CLIENT_ID": ""}, check: func(t *testing.T, c *Config) {
+			if c.ClientID != "id-from-file" {
+				t.Errorf("client_id = %q", c.ClientID)
+			}
+		}},
+		{name: "base url with a query", args: []string{"--base-url", "https://h/x?tenant=1"}, wantKey: "base_url"},
+		{name: "base url with credentials", args: []string{"--base-url", "https://u:p@h/x"}, wantKey: "base_url"},
+		{name: "listen not host:port", args: []string{"--listen", "8480"}, wantKey: "listen"},
+		{name: "metrics listen not host:port", args: []string{"--metrics-listen", "localhost"}, wantKey: "metrics_listen"},
+		{name: "callback path with a pattern", args: []string{"--callback-url", "https://h/cb/{id}"}, wantKey: "callback_url"},
+		{name: "callback path escaped", args: []string{"--callback-url", "https://h/ces%20cb"}, check: func(t *testing.T, c *Config) {
+			if c.CallbackPath != "/ces cb" { // chi matches the decoded path
+				t.Errorf("callback path = %q", c.CallbackPath)
+			}
+		}},
+		{name: "zero min interval", args: []string{"--min-interval", "0s"}, wantKey: "min_interval"},
 		{name: "unknown yaml key", yaml: "pol_interval: 1m\n", wantKey: "pol_interval"},
 		{name: "secret in yaml refused", yaml: "client_secret: x\n", wantKey: "client_secret"},
 		{name: "secret flag refused", args: []string{"--client-secret", "x"}, wantKey: "client-secret"},
@@ -93,7 +109,7 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 		{name: "http base url off loopback", args: []string{"--base-url", "http://ces.example.com/x"}, wantKey: "base_url"},
 		{name: "http base url on loopback", args: []string{"--base-url", "http://127.0.0.1:8080/x"}},
 		{name: "missing base url", args: []string{"--base-url", ""}, wantKey: "base_url"},
-		{name: "missing client id", env: map[string]string{"CESD_CLIENT_ID": ""}, wantKey: "client_id"},
+		{name: "missing client id", args: []string{"--client-id", ""}, wantKey: "client_id"},
 		{name: "no secret anywhere", args: []string{"--client-secret-file", ""}, wantKey: "client_secret_file"},
 		{name: "unreadable secret file", args: []string{"--client-secret-file", filepath.Join(dir, "nope")}, wantKey: "client_secret_file"},
 		{name: "bad callback url", yaml: "callback_url: notaurl\n", wantKey: "callback_url"},
@@ -138,6 +154,20 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 	}
 }
 
+// TestSecretPastedAsPathIsNotEchoed: a secret put where its file name
+// belongs must not be printed back in the error.
+func TestSecretPastedAsPathIsNotEchoed(t *testing.T) {
+	var errb strings.Builder
+	code := run([]string{"fetch", "--base-url", "https://h/x", "--token-url", "https://i/t", "--client-id", "c",
+		"--client-secret-file", "Sup3r-S3cret-Value"}, envMap(nil), &strings.Builder{}, &errb)
+	if code != exitConfig || !strings.Contains(errb.String(), "client_secret_file") {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if strings.Contains(errb.String(), "Sup3r-S3cret-Value") {
+		t.Fatalf("the pasted secret was echoed: %s", errb.String())
+	}
+}
+
 func TestSystemdCredentialIsRead(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "client_secret", "from-systemd\n")
@@ -177,6 +207,8 @@ func TestExitCodes(t *testing.T) {
 		{args: []string{"fetch", "--client-secret", "hunter2"}, want: exitConfig, msg: "client-secret"},
 		{args: []string{"endpoints", "frobnicate"}, env: map[string]string{"CESD_BASE_URL": "https://h/x", "CESD_TOKEN_URL": "https://i/t",
 			"CESD_CLIENT_ID": "c", "CESD_CLIENT_SECRET": "hunter2"}, want: exitConfig, msg: "arguments"},
+		{args: []string{"endpoints", "register", "ftp://x"}, env: map[string]string{"CESD_BASE_URL": "https://h/x", "CESD_TOKEN_URL": "https://i/t",
+			"CESD_CLIENT_ID": "c", "CESD_CLIENT_SECRET": "hunter2"}, want: exitConfig, msg: "mailto"},
 		{args: []string{"fetch", "--help"}, want: exitOK},
 	}
 	for _, tc := range tests {

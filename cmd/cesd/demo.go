@@ -68,8 +68,9 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
 	}
 	callback := "http://127.0.0.1:" + cbPort + "/cesd/notify"
 
-	// The demo goes through the same config path as cesd run; flags beat any
-	// CESD_* variables in the caller's environment.
+	// The demo goes through the same config path as cesd run, but reads no
+	// CESD_* variable and no config file: it must not pick up production
+	// settings from the caller's environment.
 	fs := c.flagSet("demo", "")
 	cfg, _, err := loadConfig(fs, []string{
 		"--base-url", sim.URL, "--token-url", sim.TokenURL,
@@ -81,7 +82,7 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
 		"--poll-interval", "15s", "--register-interval", "20s", "--min-interval", "100ms",
 		"--on-change", `echo "$(date +%T) generation $CESD_GENERATION live, change=$CESD_CHANGE" >> ` + strconv.Quote(hookLog),
 		"--log-level", "debug", "--config", "",
-	}, c.env, needs{ces: true, wallet: true})
+	}, noEnv, needs{ces: true, wallet: true})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 
 	"github.com/cesd/cesd/ces"
@@ -31,6 +32,11 @@ func (c *cli) cmdEndpoints(ctx context.Context, args []string) int {
 	}
 	if len(pos) != want {
 		return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("%s takes %d argument(s)", verb, want-1)})
+	}
+	if want == 2 {
+		if u, err := url.Parse(pos[1]); err != nil || !slices.Contains([]string{"http", "https", "mailto"}, u.Scheme) {
+			return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("%q: CES accepts http, https and mailto endpoints", pos[1])})
+		}
 	}
 	cc, err := cesConfig(cfg, nil)
 	if err != nil {
