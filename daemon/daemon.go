@@ -343,10 +343,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		zap.Bool("callback", d.cfg.CallbackURL != ""),
 		zap.String("ops_addr", d.OpsAddr()))
 	stopping := make(chan time.Time, 1)
-	go func() {
-		<-ctx.Done()
-		stopping <- time.Now()
-	}()
+	stop := context.AfterFunc(ctx, func() { stopping <- time.Now() })
+	defer stop() // Run may end on a part's error, before ctx does
 	err := runGroup(ctx, d.cfg.ShutdownTimeout, parts)
 	if d.cfg.UnregisterOnExit {
 		budget := d.cfg.ShutdownTimeout

@@ -254,9 +254,6 @@ func (w *Writer) Write(p Payload) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("step 1 (validate): %w", err)
 	}
-	for _, msg := range warnings {
-		w.log.Warn("wallet payload warning", zap.String("warning", msg))
-	}
 	d, err := w.lock()
 	if err != nil {
 		return Result{}, err
@@ -275,6 +272,12 @@ func (w *Writer) Write(p Payload) (Result, error) {
 			return r, fmt.Errorf("step 2 (repair links of unchanged generation): %w", err)
 		}
 		return r, nil
+	}
+
+	// Warnings are worth a line when a generation is written, not on every
+	// poll that finds the same payload.
+	for _, msg := range warnings {
+		w.log.Warn("wallet payload warning", zap.String("warning", msg))
 	}
 
 	// 3. Create the new generation folder.
@@ -705,6 +708,11 @@ func (w *Writer) syncLinks(names []string) error {
 // prune removes generation folders other than live and the Keep-1 newest
 // older ones. Newer folders that are not live are unfinished and go too.
 func (w *Writer) prune(live string) error {
+	if live == "" {
+		// Nothing is live (..data missing or dangling): every folder may be
+		// the only copy of a wallet, so keep them all.
+		return nil
+	}
 	liveN, _ := parseGen(live)
 	entries, err := os.ReadDir(w.dir)
 	if err != nil {

@@ -583,3 +583,20 @@ func TestRandomisedDerivationIsUnchanged(t *testing.T) {
 		t.Fatal("tampered ewallet.pem was kept")
 	}
 }
+
+// TestNoLiveGenerationPrunesNothing: with ..data gone, every generation
+// folder may be the only copy of a wallet.
+func TestNoLiveGenerationPrunesNothing(t *testing.T) {
+	dir := t.TempDir()
+	w := newTestWriter(t, dir, 1)
+	for i := 1; i <= 3; i++ {
+		mustWrite(t, w, testPayload(i))
+	}
+	if err := os.Remove(filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	newTestWriter(t, dir, 1) // startup recovery
+	if got := genDirs(t, dir); len(got) != 3 {
+		t.Fatalf("generations after recovery with nothing live: %q", got)
+	}
+}

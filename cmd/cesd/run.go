@@ -111,6 +111,9 @@ func (o *observers) stopping() {
 // runDaemon builds the daemon on a fresh registry and runs it until ctx
 // ends; SIGHUP forces a refresh.
 func runDaemon(ctx context.Context, cfg *Config, cc ces.Config, log *zap.Logger, obs *observers) error {
+	// The helpers below end with ctx; end it when Run does, too.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	reg := newRegistry()
 	d, err := buildDaemon(cfg, cc, log, reg, reg, obs)
 	if err != nil {
