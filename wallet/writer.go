@@ -195,6 +195,11 @@ func (w *Writer) recover() error {
 			continue
 		}
 		if n, ok := parseGen(name); ok && name != live.name && n > live.n {
+			if live.name == "" && w.complete(name) {
+				// Nothing is live (..data was removed): a complete folder
+				// may be the only copy of a wallet. Keep it.
+				continue
+			}
 			if err := os.RemoveAll(filepath.Join(w.dir, name)); err != nil {
 				return err
 			}
@@ -210,6 +215,14 @@ func (w *Writer) recover() error {
 		w.log.Warn("pruning old generations failed", zap.Error(err))
 	}
 	return nil
+}
+
+// complete reports whether a generation folder holds a readable manifest.
+// With nothing live that is reason enough to keep it: it is never made live
+// by recovery, and the first prune after a swap removes it.
+func (w *Writer) complete(gen string) bool {
+	_, err := readManifestFile(filepath.Join(w.dir, gen, manifestFile))
+	return err == nil
 }
 
 // Write makes p the live generation, atomically and durably. It mirrors
