@@ -143,7 +143,7 @@ func TestThinClients(t *testing.T) {
 
 	t.Run("node-oracledb", func(t *testing.T) {
 		if node == nil {
-			t.Skip(skipNodeReason())
+			skipTool(t, skipNodeReason())
 		}
 		r.t = t
 		r.expectClient("node-oracledb", node(r.dir, r.alias(), ""), first.Leaf)
@@ -169,7 +169,7 @@ func TestThinClients(t *testing.T) {
 	}
 	t.Run("node-oracledb after rotation", func(t *testing.T) {
 		if node == nil {
-			t.Skip(skipNodeReason())
+			skipTool(t, skipNodeReason())
 		}
 		r.t = t
 		r.expectClient("node-oracledb", node(r.dir, r.alias(), pemPassword), second.Leaf)
@@ -261,7 +261,7 @@ func opensslClient(t *testing.T, dir, addr, pemPassword string) *exec.Cmd {
 	t.Helper()
 	bin, err := exec.LookPath("openssl")
 	if err != nil {
-		t.Skip("openssl is not installed")
+		skipTool(t, "openssl is not installed")
 	}
 	pem := filepath.Join(dir, derive.PEMFile)
 	args := []string{"s_client", "-connect", addr, "-cert", pem, "-key", pem, "-CAfile", pem,
@@ -282,7 +282,7 @@ func opensslClient(t *testing.T, dir, addr, pemPassword string) *exec.Cmd {
 func keytoolList(t *testing.T, dir, password string) {
 	bin, err := exec.LookPath("keytool")
 	if err != nil {
-		t.Skip("keytool is not installed")
+		skipTool(t, "keytool is not installed")
 	}
 	tests := []struct{ file, storeType, want string }{
 		{"keystore.jks", "JKS", "PrivateKeyEntry"},
@@ -300,4 +300,15 @@ func keytoolList(t *testing.T, dir, password string) {
 
 func redact(b []byte, secret string) string {
 	return strings.ReplaceAll(string(b), secret, "<redacted>")
+}
+
+// skipTool skips a check that needs an external tool, unless CI set
+// CESD_REQUIRE_TOOLS=1: there a missing tool is a failure, not a green run
+// that proved nothing.
+func skipTool(t *testing.T, reason string) {
+	t.Helper()
+	if os.Getenv("CESD_REQUIRE_TOOLS") == "1" && os.Getenv("CESD_SKIP_NODE") != "1" {
+		t.Fatalf("%s, and CESD_REQUIRE_TOOLS=1", reason)
+	}
+	t.Skip(reason)
 }
