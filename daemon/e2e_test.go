@@ -408,11 +408,18 @@ func TestE2ETriggerDuringFetchIsNotLost(t *testing.T) {
 	r.waitCurrent(t)
 	eventually(t, "idle", r.d.q.idle)
 	// The next fetch is slow; a rotation and its callback land during it.
+	// The simulator answers from the generation current when a request
+	// arrives, so the slow fetch returns the old one: only the callback that
+	// arrived during it can bring the new generation in (polls are off).
 	r.srv.SetFault(cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Latency, Latency: 200 * time.Millisecond, Times: 1})
+	before := r.srv.Calls(cestest.OpFetchCredentials)
 	r.d.Refresh(TriggerSignal)
-	eventually(t, "fetch in flight", func() bool { return !r.d.q.idle() })
+	eventually(t, "fetch reached CES", func() bool { return r.srv.Calls(cestest.OpFetchCredentials) > before })
 	r.srv.Rotate("credentials")
 	r.waitCurrent(t)
+	if n := r.srv.Calls(cestest.OpFetchCredentials) - before; n != 2 {
+		t.Fatalf("%d fetches, want the slow one and exactly one more", n)
+	}
 }
 
 func TestE2ERestartWithWalletIsReadyAtOnce(t *testing.T) {

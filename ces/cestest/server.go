@@ -306,7 +306,8 @@ func (s *Server) LastTenantID() string {
 }
 
 // ServeHTTP routes one request: 404 for unknown paths, 405 for wrong methods,
-// then latency, status faults, bearer auth and the call itself.
+// then latency, status faults, bearer auth and the call itself, answered
+// from the generation current when the request arrived.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op, ok := route(s.opts.BasePath, w, r)
 	if !ok {
@@ -316,6 +317,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.calls[op]++
 	f := s.takeFaultLocked(op)
 	hook := s.blockHook
+	// The answer is the generation current when the request arrived, as a
+	// real server snapshots its state before a slow response: a rotation
+	// during Latency is not in it.
+	g := s.cur
 	s.mu.Unlock()
 
 	if f.Latency > 0 {
@@ -336,9 +341,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case OpToken:
 		s.token(w, r, f)
 	case OpFetchCredentials:
-		s.fetchCredentials(w, f)
+		s.fetchCredentials(w, f, g)
 	case OpFetchWallet:
-		s.fetchWallet(w, f)
+		s.fetchWallet(w, f, g)
 	case OpList:
 		s.list(w, r, f)
 	case OpRegister, OpUnregister:
@@ -563,8 +568,7 @@ func (f Fault) hostileName() string {
 // hostileContent is what HostileName puts in the hostile file.
 var hostileContent = []byte("root:x:0:0:root:/root:/bin/sh\n")
 
-func (s *Server) fetchCredentials(w http.ResponseWriter, f Fault) {
-	g := s.current()
+func (s *Server) fetchCredentials(w http.ResponseWriter, f Fault, g *generation) {
 	var body []byte
 	switch f.Kind {
 	case BadBase64:
@@ -581,8 +585,7 @@ func (s *Server) fetchCredentials(w http.ResponseWriter, f Fault) {
 	writeBody(w, "application/json", body, f)
 }
 
-func (s *Server) fetchWallet(w http.ResponseWriter, f Fault) {
-	g := s.current()
+func (s *Server) fetchWallet(w http.ResponseWriter, f Fault, g *generation) {
 	var body []byte
 	switch f.Kind {
 	case HostileName:
