@@ -41,11 +41,17 @@ type Config struct {
 	BackoffBase      time.Duration // default 1s
 	BackoffMax       time.Duration // default 5m
 	Limits           wallet.Limits // decode limits; zero = wallet.DefaultLimits()
+	// WalletOnly takes the wallet from the fetch-wallet zip and never asks
+	// CES for schema passwords: for hosts that need the wallet (mutual TLS)
+	// but must not hold database passwords. Dates then come from nowhere;
+	// the certificate metrics still report expiry.
+	WalletOnly bool
 }
 
 // CES is the part of *ces.Client the daemon uses.
 type CES interface {
 	FetchCredentials(ctx context.Context) (*ces.Credentials, error)
+	FetchWallet(ctx context.Context) ([]byte, error)
 	ListEndpoints(ctx context.Context) ([]string, error)
 	RegisterEndpoint(ctx context.Context, endpoint string) error
 	UnregisterEndpoint(ctx context.Context, endpoint string) error
@@ -124,7 +130,6 @@ type Daemon struct {
 	startOnce         sync.Once
 	ready             atomic.Bool
 	notifiedSinceSwap atomic.Bool
-	fetches           atomic.Int64
 
 	verifyMu   sync.Mutex
 	verifyAt   time.Time
@@ -275,9 +280,6 @@ func (d *Daemon) OpsAddr() string {
 	}
 	return d.opsAddr.String()
 }
-
-// Fetches is the number of CES fetches attempted so far.
-func (d *Daemon) Fetches() int64 { return d.fetches.Load() }
 
 func (d *Daemon) random() float64 {
 	d.randMu.Lock()

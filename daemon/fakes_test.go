@@ -23,6 +23,10 @@ type fakeCES struct {
 	fetched    chan error // told every fetch result, when non-nil
 }
 
+func (f *fakeCES) FetchWallet(context.Context) ([]byte, error) {
+	return nil, errors.New("fakeCES: FetchWallet is not faked")
+}
+
 func (f *fakeCES) FetchCredentials(ctx context.Context) (*ces.Credentials, error) {
 	f.mu.Lock()
 	block := f.block

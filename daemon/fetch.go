@@ -91,7 +91,6 @@ func errKind(err error) string {
 // refreshOnce is one fetch: CES, decode, atomic write, then metrics, hook and
 // AfterSwap on a swap. It returns errors for the refresher to log and retry.
 func (d *Daemon) refreshOnce(ctx context.Context, b batch) error {
-	d.fetches.Add(1)
 	start := time.Now()
 	trigger := b.primary()
 	creds, res, phases, err := d.fetchAndWrite(ctx)
@@ -153,12 +152,24 @@ type phaseTimes struct{ fetch, write time.Duration }
 
 func (d *Daemon) fetchAndWrite(ctx context.Context) (creds *ces.Credentials, res wallet.Result, ph phaseTimes, err error) {
 	start := time.Now()
-	creds, err = d.ces.FetchCredentials(ctx)
-	ph.fetch = time.Since(start)
-	if err != nil {
-		return nil, res, ph, err
+	var files map[string][]byte
+	if d.cfg.WalletOnly {
+		var zip []byte
+		zip, err = d.ces.FetchWallet(ctx)
+		ph.fetch = time.Since(start)
+		if err != nil {
+			return nil, res, ph, err
+		}
+		creds = &ces.Credentials{}
+		files, err = wallet.FromZip(zip, d.cfg.Limits)
+	} else {
+		creds, err = d.ces.FetchCredentials(ctx)
+		ph.fetch = time.Since(start)
+		if err != nil {
+			return nil, res, ph, err
+		}
+		files, err = wallet.DecodeFiles(creds.Wallet, d.cfg.Limits)
 	}
-	files, err := wallet.DecodeFiles(creds.Wallet, d.cfg.Limits)
 	if err != nil {
 		return nil, res, ph, &stageError{"decode", err}
 	}

@@ -56,12 +56,6 @@ func resolveLive(dir string) (string, int64, error) {
 	return target, n, nil
 }
 
-// Live returns the live generation number, if there is one.
-func Live(dir string) (gen int64, ok bool) {
-	_, n, err := resolveLive(dir)
-	return n, err == nil
-}
-
 // ReadManifest reads the live generation's manifest.json through ..data.
 func ReadManifest(dir string) (*Manifest, error) {
 	gen, _, err := resolveLive(dir)

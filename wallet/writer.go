@@ -514,7 +514,11 @@ func (w *Writer) writeFiles(genDir string, p Payload, m *Manifest) error {
 	if err := os.Chmod(schemaDir, 0o700); err != nil {
 		return err
 	}
-	creds, err := marshalJSON(p.Schemas)
+	schemas := p.Schemas
+	if schemas == nil {
+		schemas = map[string]string{} // readers expect an object, never null
+	}
+	creds, err := marshalJSON(schemas)
 	if err != nil {
 		return errors.New("encode credentials.json") // the encoder's error could quote a secret
 	}

@@ -67,6 +67,7 @@ var keys = []keyDef{
 	{"ca_file", kString, "", "extra PEM roots trusted for CES and IAM, on top of the system roots"},
 	{"tenant_id", kString, "", "optional tenantId for the endpoint list call"},
 	{"wallet_dir", kString, "/var/lib/cesd/wallet", "output folder for the wallet"},
+	{"wallet_only", kBool, "false", "fetch only the wallet (the fetch-wallet zip), never schema passwords"},
 	{"keep_generations", kInt, "3", "generations kept on disk, the live one included"},
 	{"syncfs", kBool, "true", "make each generation durable with one syncfs(2) of the wallet's file system (one journal commit) instead of an fsync per file"},
 	{"listen", kString, ":8480", "address of the callback listener"},
@@ -131,9 +132,21 @@ func registerConfigFlags(fs *flag.FlagSet) {
 			help += " (default " + k.def + ")"
 		}
 		help += " [env " + envName(k.name) + "]"
+		if k.kind == kBool {
+			fs.Var(&boolFlag{}, flagName(k.name), help)
+			continue
+		}
 		fs.String(flagName(k.name), "", help)
 	}
 }
+
+// boolFlag lets a boolean key be given as --key as well as --key=false,
+// while keeping the raw text for the one typed parser in build.
+type boolFlag struct{ v string }
+
+func (b *boolFlag) String() string     { return b.v }
+func (b *boolFlag) Set(s string) error { b.v = s; return nil }
+func (b *boolFlag) IsBoolFlag() bool   { return true }
 
 // resolve applies the precedence rules. fs must have been parsed.
 func resolve(fs *flag.FlagSet, env envFunc) (settings, error) {
@@ -258,6 +271,7 @@ type Config struct {
 
 	WalletDir        string
 	KeepGenerations  int
+	WalletOnly       bool
 	SyncFS           bool
 	Listen           string
 	ListenTLSCert    string
@@ -303,6 +317,7 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 		WalletDir:        p.str("wallet_dir"),
 		KeepGenerations:  p.integer("keep_generations", 1, 100),
 		SyncFS:           p.boolean("syncfs"),
+		WalletOnly:       p.boolean("wallet_only"),
 		Listen:           p.str("listen"),
 		ListenTLSCert:    p.str("listen_tls_cert_file"),
 		ListenTLSKey:     p.str("listen_tls_key_file"),

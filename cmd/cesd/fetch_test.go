@@ -232,3 +232,27 @@ func TestFetchWithPEMPasswordIsStable(t *testing.T) {
 		t.Fatalf("ewallet.pem key not encrypted (%v)", err)
 	}
 }
+
+// TestFetchWalletOnly takes the wallet from the fetch-wallet zip and writes
+// no schema password at all.
+func TestFetchWalletOnly(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{})
+	defer sim.Close()
+	dir := filepath.Join(t.TempDir(), "wallet")
+	var errb strings.Builder
+	if code := run([]string{"fetch", "--wallet-only", "--rewrite-sqlnet=false"}, simEnv(t, sim, dir), &strings.Builder{}, &errb); code != exitOK {
+		t.Fatalf("fetch: %s", errb.String())
+	}
+	if sim.Calls(cestest.OpFetchCredentials) != 0 || sim.Calls(cestest.OpFetchWallet) != 1 {
+		t.Fatalf("calls: credentials %d, wallet %d", sim.Calls(cestest.OpFetchCredentials), sim.Calls(cestest.OpFetchWallet))
+	}
+	for name, want := range sim.Current().Files {
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s differs from the zip CES served (%v)", name, err)
+		}
+	}
+	creds, err := os.ReadFile(filepath.Join(dir, "credentials.json"))
+	if err != nil || strings.TrimSpace(string(creds)) != "{}" {
+		t.Fatalf("credentials.json = %q (%v), want {}", creds, err)
+	}
+}

@@ -215,5 +215,6 @@ func daemonConfig(cfg *Config) daemon.Config {
 		MetricsListen:    cfg.MetricsListen,
 		ShutdownTimeout:  cfg.ShutdownTimeout,
 		Limits:           wallet.DefaultLimits(),
+		WalletOnly:       cfg.WalletOnly,
 	}
 }

@@ -172,7 +172,9 @@ sampling:
 	cancel()
 	wg.Wait()
 	if early {
-		t.Fatalf("cesd exited during the soak: %v (log: %s)", <-exited, logPath)
+		err := <-exited
+		exited <- err
+		t.Fatalf("cesd exited during the soak: %v (log: %s)", err, logPath)
 	}
 
 	// Recovery: with every fault cleared, one more rotation must land.
@@ -187,6 +189,7 @@ sampling:
 	soakMust(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {
 	case err := <-exited:
+		exited <- err // for the deferred reaper
 		if err != nil {
 			t.Errorf("cesd exit after SIGTERM: %v", err)
 		}
