@@ -240,3 +240,17 @@ func TestHelpNeverShowsSecretFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigurationDocListsEveryKey keeps docs/configuration.md in step with
+// the key table.
+func TestConfigurationDocListsEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if !strings.Contains(string(doc), "`"+k.name+"`") {
+			t.Errorf("docs/configuration.md does not document %s", k.name)
+		}
+	}
+}
