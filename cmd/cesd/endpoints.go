@@ -53,21 +53,29 @@ func (c *cli) cmdEndpoints(ctx context.Context, args []string) int {
 			return c.fail(err)
 		}
 		for _, e := range eps {
-			fmt.Fprintln(c.stdout, e)
+			fmt.Fprintln(c.stdout, redactURL(e))
 		}
 		if cfg.CallbackURL != "" && !slices.Contains(eps, cfg.CallbackURL) {
-			fmt.Fprintf(c.stderr, "note: callback_url %s is not registered\n", cfg.CallbackURL)
+			fmt.Fprintf(c.stderr, "note: callback_url %s is not registered\n", redactURL(cfg.CallbackURL))
 		}
 	case "register":
 		if err := client.RegisterEndpoint(ctx, pos[1]); err != nil {
 			return c.fail(err)
 		}
-		fmt.Fprintf(c.stdout, "registered %s\n", pos[1])
+		fmt.Fprintf(c.stdout, "registered %s\n", redactURL(pos[1]))
 	case "unregister":
 		if err := client.UnregisterEndpoint(ctx, pos[1]); err != nil {
 			return c.fail(err)
 		}
-		fmt.Fprintf(c.stdout, "unregistered %s\n", pos[1])
+		fmt.Fprintf(c.stdout, "unregistered %s\n", redactURL(pos[1]))
 	}
 	return exitOK
+}
+
+// redactURL hides the password of a callback URL that carries basic auth.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
 }

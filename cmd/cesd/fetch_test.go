@@ -190,6 +190,24 @@ func TestEndpointsCommand(t *testing.T) {
 	}
 }
 
+// TestEndpointsHideCallbackPassword: a callback URL with basic auth
+// userinfo is shown with its password masked.
+func TestEndpointsHideCallbackPassword(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{})
+	defer sim.Close()
+	env := simEnv(t, sim, t.TempDir())
+	const url = "https://cesd:S3cretCallbackPw@vm1.example.com:8480/cesd/notify"
+	for _, args := range [][]string{{"endpoints", "register", url}, {"endpoints", "list"}, {"endpoints", "unregister", url}} {
+		var out, errb strings.Builder
+		if code := run(args, env, &out, &errb); code != exitOK {
+			t.Fatalf("%v: %s", args, errb.String())
+		}
+		if strings.Contains(out.String()+errb.String(), "S3cretCallbackPw") {
+			t.Fatalf("%v printed the callback password: %s", args, out.String())
+		}
+	}
+}
+
 func TestDoctorCommand(t *testing.T) {
 	sim := cestest.NewServer(cestest.Options{})
 	defer sim.Close()

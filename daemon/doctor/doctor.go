@@ -299,7 +299,7 @@ func (r *run) list(ctx context.Context, tokenOK bool) {
 		r.add(name, OK, "callback_url is registered", "")
 	default:
 		r.add(name, Warn, fmt.Sprintf("callback_url is not registered (CES lists %d endpoint(s))", len(eps)),
-			"cesd run registers it at start; or run: cesd endpoints register "+r.cfg.CallbackURL)
+			"cesd run registers it at start; or run: cesd endpoints register "+redacted(r.cfg.CallbackURL))
 	}
 }
 
@@ -341,7 +341,7 @@ func (r *run) callback() {
 	}
 	u, err := url.Parse(r.cfg.CallbackURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-		r.add(name, Fail, fmt.Sprintf("%q is not an absolute http(s) URL", r.cfg.CallbackURL), "CES POSTs to http or https endpoints only")
+		r.add(name, Fail, "not an absolute http(s) URL", "CES POSTs to http or https endpoints only")
 		return
 	}
 	if isLoopback(u.Hostname()) {
@@ -368,6 +368,14 @@ func (r *run) callback() {
 		return
 	}
 	r.add(name, OK, "the listener serves POST "+path+" on "+r.cfg.Listen, "")
+}
+
+// redacted hides a password in a URL's userinfo (callback basic auth).
+func redacted(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
 }
 
 func isLoopback(host string) bool {
