@@ -32,15 +32,51 @@ type Config struct {
 	TLSCertFile  string // both or neither; both means HTTPS
 	TLSKeyFile   string
 	MaxBodyBytes int64 // 0 means DefaultMaxBodyBytes
+	// BasicAuthUser and BasicAuthPassword, when either is set, make the
+	// callback require HTTP basic auth with exactly these values (see
+	// Options). Typically taken from callback_url's userinfo with
+	// CallbackCredentials. BasicAuthPassword is a secret.
+	BasicAuthUser     string
+	BasicAuthPassword string
 	// Middleware is passed to the handler (see Options.Middleware).
 	Middleware []func(http.Handler) http.Handler
 }
 
+// parseCallbackURL is url.Parse with an error that omits the URL: a
+// *url.Error quotes it whole, password included.
+func parseCallbackURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("parse callback URL: %w", err)
+	}
+	return u, nil
+}
+
+// CallbackCredentials returns the basic-auth user and password carried in
+// callback_url's userinfo (https://user:pass@host/path), or "", "" when it
+// has none. Pass them as Config.BasicAuthUser/BasicAuthPassword, and keep
+// the URL itself out of logs.
+func CallbackCredentials(callbackURL string) (user, password string, err error) {
+	u, err := parseCallbackURL(callbackURL)
+	if err != nil {
+		return "", "", err
+	}
+	if u.User == nil {
+		return "", "", nil
+	}
+	password, _ = u.User.Password()
+	return u.User.Username(), password, nil
+}
+
 // CallbackPath derives the path the listener serves from callback_url.
 func CallbackPath(callbackURL string) (string, error) {
-	u, err := url.Parse(callbackURL)
+	u, err := parseCallbackURL(callbackURL)
 	if err != nil {
-		return "", fmt.Errorf("parse callback URL: %w", err)
+		return "", err
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return "", fmt.Errorf("callback URL scheme %q must be http or https", u.Scheme)
@@ -86,7 +122,12 @@ func NewServer(cfg Config, trigger func(change string), log *zap.Logger, reg pro
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("notify: TLS needs both a certificate file and a key file")
 	}
-	h, err := NewHandlerWithOptions(cfg.Path, Options{MaxBodyBytes: cfg.MaxBodyBytes, Middleware: cfg.Middleware}, trigger, log, reg)
+	h, err := NewHandlerWithOptions(cfg.Path, Options{
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+		BasicAuthUser:     cfg.BasicAuthUser,
+		BasicAuthPassword: cfg.BasicAuthPassword,
+		Middleware:        cfg.Middleware,
+	}, trigger, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("notify: %w", err)
 	}
@@ -104,12 +145,14 @@ func NewServer(cfg Config, trigger func(change string), log *zap.Logger, reg pro
 	}
 	s := &Server{srv: srv, shutdownTimeout: ShutdownTimeout}
 	if cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		cr, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log)
 		if err != nil {
-			return nil, fmt.Errorf("notify: load TLS key pair: %w", err)
+			return nil, fmt.Errorf("notify: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cr.getCertificate}
 		s.tls = true
+	} else if cfg.BasicAuthUser != "" || cfg.BasicAuthPassword != "" {
+		log.Warn("callback basic auth without TLS: the credentials cross the network in clear text")
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

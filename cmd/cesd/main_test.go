@@ -1,3 +1,7 @@
+//go:build !reliability
+
+// The reliability build has its own TestMain (it builds the binary once).
+
 package main
 
 import (
