@@ -181,6 +181,11 @@ func (d *Daemon) fetchAndWrite(ctx context.Context) (creds *ces.Credentials, res
 		Files:                files,
 		Schemas:              creds.Schemas,
 	}
+	// Validate before deriving, so that a payload the writer will refuse
+	// is reported as such, not as a file that could not be derived.
+	if _, err := p.Validate(d.cfg.Limits); err != nil {
+		return nil, res, ph, &stageError{"validate", err}
+	}
 	if d.derive != nil {
 		if err := d.derive(&p, creds); err != nil {
 			return nil, res, ph, &stageError{"derive", err}

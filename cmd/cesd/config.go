@@ -278,6 +278,8 @@ type Config struct {
 	ListenTLSKey     string
 	CallbackURL      string
 	CallbackPath     string
+	CallbackUser     string
+	CallbackPassword string // secret
 	ExtraEndpoints   []string
 	MetricsListen    string
 	PollInterval     time.Duration
@@ -355,6 +357,9 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 			p.fail("callback_url", err.Error()+" (want an absolute http:// or https:// URL)")
 		}
 		c.CallbackPath = path
+		// Userinfo in callback_url is the listener's shared secret: CES
+		// sends it back as basic auth when it calls the URL.
+		c.CallbackUser, c.CallbackPassword, _ = notify.CallbackCredentials(c.CallbackURL)
 	}
 	p.hostPort("listen", c.Listen)
 	p.hostPort("metrics_listen", c.MetricsListen)

@@ -1047,7 +1047,7 @@ func faultCases() []faultCase {
 		{name: "ces_bad_json", op: fc, fault: f(cestest.BadJSON), kind: "bad_response", logOp: "fetch-credentials", code: "200", hint: "malformed"},
 		{name: "ces_bad_base64", op: fc, fault: f(cestest.BadBase64), kind: "decode", stage: "decode", code: "200", hint: "base64"},
 		{name: "ces_hostile_name", op: fc, fault: f(cestest.HostileName), kind: "decode", stage: "decode", code: "200", hint: "name"},
-		{name: "ces_empty_wallet", op: fc, fault: f(cestest.EmptyWallet), kind: "write", stage: "write", code: "200", hint: "has no files"},
+		{name: "ces_empty_wallet", op: fc, fault: f(cestest.EmptyWallet), kind: "validate", stage: "validate", code: "200", hint: "has no files"},
 		{name: "iam_401_wrong_secret", iam: true, op: tk, fault: f(cestest.Status401), kind: "unauthorized", logOp: "token", code: "401", hint: "IAM rejected the client"},
 		{name: "iam_429_retry_after", iam: true, op: tk, fault: cestest.Fault{Kind: cestest.Status429, RetryAfter: 2 * time.Second}, kind: "rate_limited", logOp: "token", code: "429", hint: "IAM rate limit", minWait: time.Minute},
 		{name: "iam_429", iam: true, op: tk, fault: f(cestest.Status429), kind: "rate_limited", logOp: "token", code: "429", hint: "IAM rate limit", minWait: time.Minute},

@@ -184,10 +184,12 @@ func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Reg
 	}
 	if cfg.CallbackURL != "" {
 		srv, err := notify.NewServer(notify.Config{
-			Listen:      cfg.Listen,
-			Path:        cfg.CallbackPath,
-			TLSCertFile: cfg.ListenTLSCert,
-			TLSKeyFile:  cfg.ListenTLSKey,
+			Listen:            cfg.Listen,
+			Path:              cfg.CallbackPath,
+			TLSCertFile:       cfg.ListenTLSCert,
+			TLSKeyFile:        cfg.ListenTLSKey,
+			BasicAuthUser:     cfg.CallbackUser,
+			BasicAuthPassword: cfg.CallbackPassword,
 		}, d.Notify, log.Named("notify"), reg)
 		if err != nil {
 			return nil, err

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cesd/cesd/ces/cestest"
+	"github.com/cesd/cesd/wallet"
 )
 
 // TestRunUnderSystemd runs `cesd run` in-process as systemd would: it must
@@ -148,4 +151,74 @@ func (s *syncWriter) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.String()
+}
+
+// TestRunCallbackBasicAuth: userinfo in callback_url is the listener's shared
+// secret. The simulator, like any HTTP client given such a URL, sends it as
+// basic auth, so real rotations get in while a forged POST without it is
+// refused, and the password never reaches the logs.
+func TestRunCallbackBasicAuth(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{})
+	defer sim.Close()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pw = "Cb-Shared-S3cret"
+	cb := "http://cesd:" + pw + "@127.0.0.1:" + port + "/cesd/notify"
+	base := simEnv(t, sim, filepath.Join(t.TempDir(), "wallet"))
+	extra := map[string]string{"CESD_LISTEN": "127.0.0.1:" + port, "CESD_CALLBACK_URL": cb,
+		"CESD_METRICS_LISTEN": "127.0.0.1:0", "CESD_MIN_INTERVAL": "1ms"}
+	env := func(k string) (string, bool) {
+		if v, ok := extra[k]; ok {
+			return v, true
+		}
+		return base(k)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := &syncWriter{w: &strings.Builder{}}
+	c := &cli{env: env, stdout: &strings.Builder{}, stderr: logs}
+	exited := make(chan int, 1)
+	go func() { exited <- c.cmdRun(ctx, nil) }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s:\n%s", what, logs.String())
+			}
+			select {
+			case code := <-exited:
+				t.Fatalf("cesd run exited %d:\n%s", code, logs.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	waitFor("registration", func() bool { return slices.Contains(sim.Endpoints(), cb) })
+
+	resp, err := http.Post("http://127.0.0.1:"+port+"/cesd/notify", "application/json",
+		strings.NewReader(`{"usecase":"credentialRotation","change":"all"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("forged callback without credentials: %d, want 401", resp.StatusCode)
+	}
+
+	gen := sim.Rotate("all") // the simulator calls cb, with its userinfo
+	waitFor("generation from the authenticated callback", func() bool {
+		dir, _ := base("CESD_WALLET_DIR")
+		m, err := wallet.ReadManifest(dir)
+		return err == nil && m.Generation >= 2 && int(m.Generation) >= gen
+	})
+	cancel()
+	if code := <-exited; code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if strings.Contains(logs.String(), pw) {
+		t.Fatal("the callback password reached the logs")
+	}
 }
