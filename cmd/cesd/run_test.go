@@ -52,18 +52,10 @@ func TestRunUnderSystemd(t *testing.T) {
 		"CESD_MIN_INTERVAL":     "1ms",
 		"CESD_SHUTDOWN_TIMEOUT": "5s",
 	}
-	env := func(k string) (string, bool) {
-		if v, ok := extra[k]; ok {
-			return v, true
-		}
-		return base(k)
-	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	errb := &syncWriter{w: &strings.Builder{}}
-	c := &cli{env: env, stdout: &strings.Builder{}, stderr: errb}
-	exited := make(chan int, 1)
-	go func() { exited <- c.cmdRun(ctx, nil) }()
+	exited := startRun(ctx, overlay(base, extra), errb)
 
 	msgs := make(chan string, 64)
 	go func() {
@@ -169,18 +161,10 @@ func TestRunCallbackBasicAuth(t *testing.T) {
 	base := simEnv(t, sim, filepath.Join(t.TempDir(), "wallet"))
 	extra := map[string]string{"CESD_LISTEN": "127.0.0.1:" + port, "CESD_CALLBACK_URL": cb,
 		"CESD_METRICS_LISTEN": "127.0.0.1:0", "CESD_MIN_INTERVAL": "1ms"}
-	env := func(k string) (string, bool) {
-		if v, ok := extra[k]; ok {
-			return v, true
-		}
-		return base(k)
-	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	logs := &syncWriter{w: &strings.Builder{}}
-	c := &cli{env: env, stdout: &strings.Builder{}, stderr: logs}
-	exited := make(chan int, 1)
-	go func() { exited <- c.cmdRun(ctx, nil) }()
+	exited := startRun(ctx, overlay(base, extra), logs)
 
 	deadline := time.Now().Add(30 * time.Second)
 	waitFor := func(what string, ok func() bool) {
@@ -221,4 +205,23 @@ func TestRunCallbackBasicAuth(t *testing.T) {
 	if strings.Contains(logs.String(), pw) {
 		t.Fatal("the callback password reached the logs")
 	}
+}
+
+// overlay is base with extra's variables set on top.
+func overlay(base envFunc, extra map[string]string) envFunc {
+	return func(k string) (string, bool) {
+		if v, ok := extra[k]; ok {
+			return v, true
+		}
+		return base(k)
+	}
+}
+
+// startRun runs `cesd run` in-process until ctx ends; its exit code arrives
+// on the channel.
+func startRun(ctx context.Context, env envFunc, stderr *syncWriter) <-chan int {
+	c := &cli{env: env, stdout: &strings.Builder{}, stderr: stderr}
+	exited := make(chan int, 1)
+	go func() { exited <- c.cmdRun(ctx, nil) }()
+	return exited
 }
