@@ -479,23 +479,13 @@ func TestE2EFaultsAndSecrets(t *testing.T) {
 	remember()
 	r.waitCurrent(t)
 
-	tests := []struct {
+	type opFault struct {
 		op    cestest.Op
 		fault cestest.Fault
-	}{
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status401}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status403}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status404}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status429, RetryAfter: time.Second}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status500}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status503}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.OK200Error}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Hang}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Truncated}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.BadJSON}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.BadBase64}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.HostileName}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.EmptyWallet}},
+	}
+	var tests []opFault
+	for _, f := range cestest.ProductFaults() {
+		tests = append(tests, opFault{cestest.OpFetchCredentials, f})
 	}
 	for _, tt := range tests {
 		name := tt.op.String() + "/" + tt.fault.Kind.String()

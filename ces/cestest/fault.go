@@ -151,3 +151,15 @@ func (s *Server) takeFaultLocked(op Op) Fault {
 	}
 	return f
 }
+
+// ProductFaults are the CES faults PRODUCT.md section 8 lists, as they apply
+// to fetch-credentials. Tests that claim "every fault" range over this list,
+// so a fault added here is covered everywhere.
+func ProductFaults() []Fault {
+	return []Fault{
+		{Kind: Status401}, {Kind: Status403}, {Kind: Status404},
+		{Kind: Status429, RetryAfter: time.Second}, {Kind: Status500}, {Kind: Status503},
+		{Kind: OK200Error}, {Kind: Hang}, {Kind: Truncated}, {Kind: BadJSON},
+		{Kind: BadBase64}, {Kind: HostileName}, {Kind: EmptyWallet},
+	}
+}

@@ -334,27 +334,19 @@ func soakFaults(ctx context.Context, sim *cestest.Server, n *soakCounter) {
 		op cestest.Op
 		f  cestest.Fault
 	}
-	menu := []opFault{
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status500}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status503}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status403}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status429, RetryAfter: time.Second}},
+	var menu []opFault
+	for _, f := range cestest.ProductFaults() {
+		menu = append(menu, opFault{cestest.OpFetchCredentials, f})
+	}
+	menu = append(menu, []opFault{
 		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status429}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status401}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.OK200Error}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Hang}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Truncated}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.BadJSON}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.BadBase64}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.HostileName}},
-		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.EmptyWallet}},
 		{cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Latency, Latency: 500 * time.Millisecond}},
 		{cestest.OpToken, cestest.Fault{Kind: cestest.Status500}},
 		{cestest.OpToken, cestest.Fault{Kind: cestest.Hang}},
 		{cestest.OpList, cestest.Fault{Kind: cestest.Status503}},
 		{cestest.OpRegister, cestest.Fault{Kind: cestest.Status500}},
 		{cestest.OpCallback, cestest.Fault{Kind: cestest.LoseCallbacks}},
-	}
+	}...)
 	tick := time.NewTicker(3 * time.Second)
 	defer tick.Stop()
 	for {
