@@ -66,17 +66,7 @@ func TestHostileCallbacksBinary(t *testing.T) {
 		"--config", "")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + work}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	soakMust(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	exited := soakStart(t, cmd)
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	defer hc.CloseIdleConnections()
 	if err := soakWaitReady(hc, "http://"+opsAddr+"/readyz", exited, time.Minute); err != nil {

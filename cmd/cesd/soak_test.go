@@ -115,18 +115,8 @@ func TestSoak(t *testing.T) {
 		"--log-level", "debug", "--config", "")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + work}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	soakMust(t, cmd.Start())
+	exited := soakStart(t, cmd)
 	pid := cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
 
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	defer hc.CloseIdleConnections()
@@ -259,56 +249,75 @@ func soakFreeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// waitReady polls /readyz: the binary is a separate process, so there is no
-// channel to wait on.
-func soakWaitReady(hc *http.Client, url string, exited chan error, limit time.Duration) error {
+// soakUntil checks cond every tick until it holds, cesd exits, or limit
+// passes: the binary is a separate process, so there is no channel to wait on.
+func soakUntil(exited chan error, limit, tick time.Duration, cond func() (bool, string)) error {
 	deadline := time.After(limit)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	t := time.NewTicker(tick)
+	defer t.Stop()
 	for {
-		if resp, err := hc.Get(url); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		ok, state := cond()
+		if ok {
+			return nil
 		}
 		select {
 		case err := <-exited:
 			exited <- err
 			return fmt.Errorf("cesd exited: %v", err)
 		case <-deadline:
-			return fmt.Errorf("not ready after %v", limit)
-		case <-tick.C:
+			return fmt.Errorf("after %v: %s", limit, state)
+		case <-t.C:
 		}
 	}
 }
 
+// soakWaitReady polls /readyz until it answers 200.
+func soakWaitReady(hc *http.Client, url string, exited chan error, limit time.Duration) error {
+	return soakUntil(exited, limit, 100*time.Millisecond, func() (bool, string) {
+		resp, err := hc.Get(url)
+		if err != nil {
+			return false, "not ready: " + err.Error()
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Sprintf("not ready: HTTP %d", resp.StatusCode)
+	})
+}
+
+// soakWaitGeneration polls manifest.json until the live generation is the
+// one CES rotated to last.
 func soakWaitGeneration(walletDir string, lastRotation time.Time, exited chan error, limit time.Duration) error {
-	deadline := time.After(limit)
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
 	var seen time.Time
-	for {
+	return soakUntil(exited, limit, 200*time.Millisecond, func() (bool, string) {
 		if b, err := os.ReadFile(filepath.Join(walletDir, "manifest.json")); err == nil {
 			var m struct {
 				LastRotationDate time.Time `json:"lastRotationDate"`
 			}
 			if json.Unmarshal(b, &m) == nil {
 				seen = m.LastRotationDate
-				if m.LastRotationDate.UnixMilli() == lastRotation.UnixMilli() {
-					return nil
-				}
 			}
 		}
+		return seen.UnixMilli() == lastRotation.UnixMilli(),
+			fmt.Sprintf("live lastRotationDate %v, want %v", seen, lastRotation)
+	})
+}
+
+// soakStart starts cesd and returns the channel its exit arrives on; the
+// process is killed and reaped when the test ends, if it has not exited.
+func soakStart(t *testing.T, cmd *exec.Cmd) chan error {
+	t.Helper()
+	soakMust(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
 		select {
 		case err := <-exited:
 			exited <- err
-			return fmt.Errorf("cesd exited: %v", err)
-		case <-deadline:
-			return fmt.Errorf("live lastRotationDate %v, want %v", seen, lastRotation)
-		case <-tick.C:
+		default:
+			_ = cmd.Process.Kill()
+			exited <- <-exited
 		}
-	}
+	})
+	return exited
 }
 
 func soakRotate(ctx context.Context, sim *cestest.Server, secrets *soakSecrets, n *soakCounter) {
