@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,7 +22,7 @@ import (
 
 // Config configures a Writer.
 type Config struct {
-	Dir    string // the wallet folder (PRODUCT.md §5); created 0700 if missing
+	Dir    string // the wallet folder (PRODUCT.md §5); created DirMode if missing
 	Keep   int    // generations kept, the live one included; default 3
 	Limits Limits // zero fields take DefaultLimits
 	// Now stamps manifest.json's fetchedAt; default time.Now.
@@ -31,6 +32,19 @@ type Config struct {
 	// to the PRODUCT.md §8 floor, but it also flushes every other dirty file on
 	// that file system, so use it only when the folder has a volume of its own.
 	SyncFS bool
+	// FileMode is the mode of every file (default 0600) and DirMode of every
+	// folder (default 0700). Modes with world or execute bits are refused:
+	// the group is the set of trusted readers, nobody else.
+	FileMode, DirMode fs.FileMode
+	// Owner, when set, owns every file and folder of a generation and the
+	// wallet folder itself, which then also gets DirMode. nil: they belong
+	// to the process, and an existing wallet folder keeps its mode.
+	Owner *Ownership
+}
+
+// Ownership is who owns the wallet; -1 leaves that ID as the process's own.
+type Ownership struct {
+	UID, GID int
 }
 
 // Result reports what Write did.
@@ -52,6 +66,9 @@ type Writer struct {
 	now  func() time.Time
 	log  *zap.Logger
 	sync syncMode
+	// uid and gid are -1 when left as the process creates them.
+	uid, gid          int
+	fileMode, dirMode fs.FileMode
 	// hook, when set by tests, runs before each step (and in step 4 before each
 	// file, with its name); an error fails the write at that point.
 	hook func(step int, what string) error
@@ -68,8 +85,10 @@ const (
 // maxParallelWrites bounds the goroutines writing and fsyncing one generation.
 const maxParallelWrites = 16
 
-// NewWriter prepares cfg.Dir: it creates it 0700 if missing (an existing
-// folder's mode is left as the operator set it), then, under the folder lock,
+// NewWriter prepares cfg.Dir: it creates it DirMode if missing (an existing
+// folder's mode is left as the operator set it unless Owner is set: then it
+// gets Owner and DirMode, so that the group can reach ..data and the stable
+// links), then, under the folder lock,
 // cleans what a crash may have left (temporary links and generation folders
 // newer than the live one), repairs the stable top-level links of the live
 // generation, and prunes old generations.
@@ -84,7 +103,20 @@ func NewWriter(cfg Config, log *zap.Logger) (*Writer, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	w := &Writer{dir: dir, keep: cfg.Keep, lim: cfg.Limits.withDefaults(), now: cfg.Now, log: log}
+	w := &Writer{dir: dir, keep: cfg.Keep, lim: cfg.Limits.withDefaults(), now: cfg.Now, log: log,
+		uid: -1, gid: -1, fileMode: cfg.FileMode, dirMode: cfg.DirMode}
+	if w.fileMode == 0 {
+		w.fileMode = 0o600
+	}
+	if w.dirMode == 0 {
+		w.dirMode = 0o700
+	}
+	if w.fileMode&^0o640 != 0 || w.dirMode&^0o750 != 0 {
+		return nil, fmt.Errorf("wallet writer: modes %04o/%04o grant more than owner and group read", w.fileMode, w.dirMode)
+	}
+	if cfg.Owner != nil {
+		w.uid, w.gid = cfg.Owner.UID, cfg.Owner.GID
+	}
 	if cfg.SyncFS {
 		w.sync = syncFS
 	}
@@ -100,7 +132,7 @@ func NewWriter(cfg Config, log *zap.Logger) (*Writer, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("wallet writer: create folder: %w", err)
 		}
-		if err := os.Chmod(dir, 0o700); err != nil {
+		if err := os.Chmod(dir, w.dirMode); err != nil {
 			return nil, fmt.Errorf("wallet writer: %w", err)
 		}
 	case err != nil:
@@ -123,6 +155,11 @@ func NewWriter(cfg Config, log *zap.Logger) (*Writer, error) {
 		return nil, err
 	}
 	defer d.Close()
+	if cfg.Owner != nil {
+		if err := w.own(d); err != nil {
+			return nil, fmt.Errorf("wallet writer: give %s to uid %d gid %d, mode %04o: %w", dir, w.uid, w.gid, w.dirMode, err)
+		}
+	}
 	if err := w.recover(); err != nil {
 		return nil, fmt.Errorf("wallet writer: recover %s: %w", dir, err)
 	}
@@ -230,15 +267,18 @@ func (w *Writer) complete(gen string) bool {
 //
 //  1. p is validated; if it is invalid nothing touches the disk.
 //  2. p is compared with the live generation (its files' bytes, credentials,
-//     schema files, dates and wallet name). If they are identical, Write
+//     schema files, dates and wallet name, and its owner and modes). If they
+//     are identical, Write
 //     returns Swapped=false and writes nothing (beyond repairing missing
 //     stable links).
-//  3. A new hidden folder ..<N> is created, 0700, N = the highest generation
-//     known + 1; an existing folder is never reused.
+//  3. A new hidden folder ..<N> is created, N = the highest generation known
+//     + 1 (an existing folder is never reused), and given Owner and DirMode
+//     (default 0700).
 //  4. Every file of the generation (wallet and derived files, credentials.json,
-//     schemas/<SCHEMA>, manifest.json) is created O_EXCL, mode 0600, written
-//     and fsynced; the files are written concurrently so their fsyncs share
-//     journal commits.
+//     schemas/<SCHEMA>, manifest.json) is created O_EXCL 0600, given Owner
+//     and FileMode (default 0600) on its descriptor before it is written (so
+//     is schemas/, with DirMode), then written and fsynced; the files are
+//     written concurrently so their fsyncs share journal commits.
 //  5. The generation folder and its schemas/ are fsynced.
 //  6. A symlink ..data_tmp -> ..<N> is created and renamed over ..data: the
 //     swap. From here readers see the new generation.
@@ -402,6 +442,9 @@ func (w *Writer) sameAsLive(p Payload, live liveGen) bool {
 		return false
 	}
 	genDir := filepath.Join(w.dir, live.name)
+	if !w.liveHasAccess(genDir, m) {
+		return false
+	}
 	for name, fi := range m.Files {
 		want, ok := p.Files[name]
 		if fi.Derived {
@@ -445,7 +488,33 @@ func (w *Writer) sameAsLive(p Payload, live liveGen) bool {
 	return true
 }
 
-// createGenDir makes the next generation folder, 0700 whatever the umask.
+// liveHasAccess reports whether the live generation has the configured owner
+// and modes. If not (group or file_mode changed since it was written), the
+// same content is written again as a new generation, because access is set
+// before a swap, never changed on a live generation.
+func (w *Writer) liveHasAccess(genDir string, m *Manifest) bool {
+	check := func(rel string, mode fs.FileMode) bool {
+		fi, err := os.Lstat(filepath.Join(genDir, rel))
+		return err == nil && w.hasAccess(fi, mode)
+	}
+	if !check(".", w.dirMode) || !check(schemasDir, w.dirMode) || !check(credsFile, w.fileMode) || !check(manifestFile, w.fileMode) {
+		return false
+	}
+	for name := range m.Files {
+		if !check(name, w.fileMode) {
+			return false
+		}
+	}
+	for _, s := range m.Schemas {
+		if !check(schemasDir+"/"+s, w.fileMode) {
+			return false
+		}
+	}
+	return true
+}
+
+// createGenDir makes the next generation folder, owned and moded as
+// configured whatever the umask.
 func (w *Writer) createGenDir(live liveGen) (int64, error) {
 	next := live.n
 	if live.m != nil {
@@ -470,7 +539,7 @@ func (w *Writer) createGenDir(live liveGen) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := os.Chmod(path, 0o700); err != nil {
+		if err := w.mkdirAccess(path); err != nil {
 			os.Remove(path)
 			return 0, err
 		}
@@ -511,7 +580,7 @@ func (w *Writer) writeFiles(genDir string, p Payload, m *Manifest) error {
 	if err := os.Mkdir(schemaDir, 0o700); err != nil {
 		return err
 	}
-	if err := os.Chmod(schemaDir, 0o700); err != nil {
+	if err := w.mkdirAccess(schemaDir); err != nil {
 		return err
 	}
 	schemas := p.Schemas
@@ -554,7 +623,7 @@ func (w *Writer) writeFiles(genDir string, p Payload, m *Manifest) error {
 				errs[i] = fmt.Errorf("%s: %w", j.rel, err)
 				return
 			}
-			errs[i] = writeFile(filepath.Join(genDir, filepath.FromSlash(j.rel)), j.data, w.sync == syncFiles)
+			errs[i] = w.writeFile(filepath.Join(genDir, filepath.FromSlash(j.rel)), j.data)
 		}()
 	}
 	wg.Wait()
@@ -572,9 +641,12 @@ func marshalJSON(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// writeFile creates path (which must not exist), mode 0600 whatever the
-// umask, writes data and, if sync, fsyncs it.
-func writeFile(path string, data []byte, sync bool) (err error) {
+// writeFile creates path (which must not exist) 0600, gives it the
+// configured owner and mode whatever the umask, writes data and, when each
+// file is synced on its own, fsyncs it. Owner and mode are set on the
+// descriptor before any byte is written: nobody ever holds the file open
+// with access it should not have.
+func (w *Writer) writeFile(path string, data []byte) (err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -584,16 +656,67 @@ func writeFile(path string, data []byte, sync bool) (err error) {
 			err = cerr
 		}
 	}()
-	if err := f.Chmod(0o600); err != nil {
+	if err := w.setAccess(f, w.fileMode); err != nil {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if !sync {
+	if w.sync != syncFiles {
 		return nil
 	}
 	return f.Sync()
+}
+
+// mkdirAccess gives a folder just made (0700) the configured owner and mode,
+// through a descriptor.
+func (w *Writer) mkdirAccess(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = w.setAccess(d, w.dirMode)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// setAccess chowns (when an owner is configured) before it chmods, so the
+// group bits never apply to a group other than the configured one.
+func (w *Writer) setAccess(f *os.File, mode fs.FileMode) error {
+	if w.uid >= 0 || w.gid >= 0 {
+		if err := f.Chown(w.uid, w.gid); err != nil {
+			return err
+		}
+	}
+	return f.Chmod(mode)
+}
+
+// own gives the wallet folder (open as d) the configured owner and folder
+// mode. It changes only what differs, so a folder prepared by the operator
+// (a systemd StateDirectory=, say) needs no privilege it already has.
+func (w *Writer) own(d *os.File) error {
+	fi, err := d.Stat()
+	if err != nil {
+		return err
+	}
+	if !w.hasAccess(fi, w.dirMode) {
+		return w.setAccess(d, w.dirMode)
+	}
+	return nil
+}
+
+// hasAccess reports whether fi has the configured owner and mode.
+func (w *Writer) hasAccess(fi fs.FileInfo, mode fs.FileMode) bool {
+	if fi.Mode().Perm() != mode {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	return (w.uid < 0 || int(st.Uid) == w.uid) && (w.gid < 0 || int(st.Gid) == w.gid)
 }
 
 // syncGeneration is step 5: the generation's folders after its files, or the
