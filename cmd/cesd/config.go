@@ -83,6 +83,9 @@ var keys = []keyDef{
 	{"request_timeout", kDuration, "30s", "timeout of each call to CES or IAM"},
 	{"on_change", kString, "", "command run by /bin/sh -c after a new generation is live"},
 	{"hook_timeout", kDuration, "30s", "timeout of the on_change command"},
+	{"group", kString, "", "group that may read the wallet, a name or GID (with file_mode 0640)"},
+	{"owner", kString, "", "user that owns the wallet, a name or UID (cesd must run as root)"},
+	{"file_mode", kString, "0600", "mode of the wallet files: 0600, or 0640 with group; folders follow (0700/0750); world bits are refused"},
 	{"unregister_on_exit", kBool, "false", "unregister callback_url on exit (unsafe when replicas share one URL)"},
 	{"shutdown_timeout", kDuration, "10s", "bound on a graceful stop"},
 	{"wallet_password_file", kString, "", "file holding the wallet password, used when CES sends none"},
@@ -289,6 +292,7 @@ type Config struct {
 	RequestTimeout   time.Duration
 	OnChange         string
 	HookTimeout      time.Duration
+	Access           access
 	UnregisterOnExit bool
 	ShutdownTimeout  time.Duration
 	WalletPassword   string
@@ -345,6 +349,7 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		p.fail("log_format", "want json or console")
 	}
+	c.Access = p.access()
 	if c.CAFile != "" {
 		p.readable("ca_file", c.CAFile)
 	}

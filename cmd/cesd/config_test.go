@@ -118,6 +118,51 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 		{name: "bad log level", yaml: "log_level: loud\n", wantKey: "log_level"},
 		{name: "bad bool", yaml: "unregister_on_exit: maybe\n", wantKey: "unregister_on_exit"},
 		{name: "yaml value is a map", yaml: "scope: {a: b}\n", wantKey: "scope"},
+		{name: "default access: owner only", check: func(t *testing.T, c *Config) {
+			if c.Access.FileMode != 0o600 || c.Access.DirMode != 0o700 || c.Access.GID != -1 || c.Access.UID != -1 || c.Access.ownership() != nil {
+				t.Errorf("access = %+v", c.Access)
+			}
+		}},
+		{name: "group by gid with 0640", yaml: "group: 4242\nfile_mode: \"0640\"\n", check: func(t *testing.T, c *Config) {
+			if c.Access.GID != 4242 || c.Access.FileMode != 0o640 || c.Access.DirMode != 0o750 {
+				t.Errorf("access = %+v", c.Access)
+			}
+			if o := c.Access.ownership(); o == nil || o.GID != 4242 || o.UID != -1 {
+				t.Errorf("ownership = %+v", o)
+			}
+		}},
+		{name: "group by name", env: map[string]string{"CESD_GROUP": "root", "CESD_FILE_MODE": "640"}, check: func(t *testing.T, c *Config) {
+			if c.Access.GID != 0 || c.Access.Group != "root" || c.Access.DirMode != 0o750 {
+				t.Errorf("access = %+v", c.Access)
+			}
+		}},
+		{name: "unquoted yaml mode is octal", yaml: "group: 4242\nfile_mode: 0640\n", check: func(t *testing.T, c *Config) {
+			if c.Access.FileMode != 0o640 {
+				t.Errorf("file_mode = %04o", c.Access.FileMode)
+			}
+		}},
+		{name: "read-only modes", args: []string{"--group", "7", "--file-mode", "0440"}, check: func(t *testing.T, c *Config) {
+			if c.Access.FileMode != 0o440 || c.Access.DirMode != 0o750 {
+				t.Errorf("access = %+v", c.Access)
+			}
+		}},
+		{name: "owner by uid", args: []string{"--owner", "1234"}, check: func(t *testing.T, c *Config) {
+			if c.Access.UID != 1234 || c.Access.ownership().UID != 1234 || c.Access.ownership().GID != -1 {
+				t.Errorf("access = %+v", c.Access)
+			}
+		}},
+		{name: "unknown group name", args: []string{"--group", "no-such-group-cesd", "--file-mode", "0640"}, wantKey: "group"},
+		{name: "unknown owner name", args: []string{"--owner", "no-such-user-cesd"}, wantKey: "owner"},
+		{name: "negative gid", args: []string{"--group", "-5", "--file-mode", "0640"}, wantKey: "group"},
+		{name: "world readable refused", args: []string{"--group", "7", "--file-mode", "0644"}, wantKey: "file_mode"},
+		{name: "world bits without group refused", yaml: "file_mode: \"0604\"\n", wantKey: "file_mode"},
+		{name: "group mode without group refused", env: map[string]string{"CESD_FILE_MODE": "0640"}, wantKey: "file_mode"},
+		{name: "group without group mode refused", args: []string{"--group", "7"}, wantKey: "file_mode"},
+		{name: "group write refused", args: []string{"--group", "7", "--file-mode", "0660"}, wantKey: "file_mode"},
+		{name: "execute bits refused", args: []string{"--file-mode", "0700"}, wantKey: "file_mode"},
+		{name: "owner cannot read refused", args: []string{"--file-mode", "0200"}, wantKey: "file_mode"},
+		{name: "mode not octal", args: []string{"--file-mode", "rw-r-----"}, wantKey: "file_mode"},
+		{name: "mode too large", args: []string{"--file-mode", "10600"}, wantKey: "file_mode"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -210,6 +255,8 @@ func TestExitCodes(t *testing.T) {
 		{args: []string{"endpoints", "register", "ftp://x"}, env: map[string]string{"CESD_BASE_URL": "https://h/x", "CESD_TOKEN_URL": "https://i/t",
 			"CESD_CLIENT_ID": "c", "CESD_CLIENT_SECRET": "hunter2"}, want: exitConfig, msg: "mailto"},
 		{args: []string{"fetch", "--help"}, want: exitOK},
+		{args: []string{"run", "--group", "0", "--file-mode", "0644"}, want: exitConfig, msg: "file_mode"},
+		{args: []string{"fetch", "--file-mode", "0640"}, want: exitConfig, msg: "file_mode"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -149,6 +149,13 @@ func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Reg
 	if err != nil {
 		return nil, fmt.Errorf("ces client: %w", err)
 	}
+	id, err := processIdentity()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAccess(cfg.Access, id); err != nil {
+		return nil, err
+	}
 	w, err := wallet.NewWriter(walletConfig(cfg), log.Named("wallet"))
 	if err != nil {
 		return nil, fmt.Errorf("wallet folder: %w", err)

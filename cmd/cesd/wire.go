@@ -68,7 +68,10 @@ func cesConfig(cfg *Config, reg prometheus.Registerer) (ces.Config, error) {
 }
 
 func walletConfig(cfg *Config) wallet.Config {
-	return wallet.Config{Dir: cfg.WalletDir, Keep: cfg.KeepGenerations, Limits: wallet.DefaultLimits(), SyncFS: cfg.SyncFS}
+	return wallet.Config{
+		Dir: cfg.WalletDir, Keep: cfg.KeepGenerations, Limits: wallet.DefaultLimits(), SyncFS: cfg.SyncFS,
+		FileMode: cfg.Access.FileMode, DirMode: cfg.Access.DirMode, Owner: cfg.Access.ownership(),
+	}
 }
 
 // walletPasswords picks the password that opens ewallet.p12: CES's
