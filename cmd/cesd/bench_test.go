@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cesd/cesd/ces/cestest"
@@ -25,7 +26,14 @@ func BenchmarkFetchProcess(b *testing.B) {
 	ca := filepath.Join(dir, "ca.pem")
 	os.WriteFile(secret, []byte("cestest-secret"), 0o600)
 	os.WriteFile(ca, sim.CACertPEM(), 0o600)
-	env := append(os.Environ(),
+	// The caller's CESD_* test knobs would be typos to cesd: leave them out.
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CESD_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
 		"CESD_BASE_URL="+sim.URL, "CESD_TOKEN_URL="+sim.TokenURL, "CESD_CLIENT_ID=cestest-client",
 		"CESD_CLIENT_SECRET_FILE="+secret, "CESD_CA_FILE="+ca, "CESD_WALLET_DIR="+filepath.Join(dir, "wallet"),
 		"CESD_LOG_LEVEL=warn")

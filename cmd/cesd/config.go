@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,26 @@ func (e *configError) Error() string {
 		return fmt.Sprintf("config: %s (from %s): %s", e.Key, e.Source, e.Msg)
 	}
 	return fmt.Sprintf("config: %s: %s", e.Key, e.Msg)
+}
+
+// configErrors is every configuration mistake of one run, so an operator
+// fixes them all at once instead of one per attempt.
+type configErrors []*configError
+
+func (es configErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (es configErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
 }
 
 type keyKind int
@@ -406,29 +427,48 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 		}
 		c.WalletDir = abs
 	}
-	if p.err != nil {
-		return nil, p.err
+	if err := p.result(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
-// parser records the first error so build reads as a list of keys.
+// parser records every key's first error so build reads as a list of keys.
 type parser struct {
-	s   settings
-	err error
+	s    settings
+	errs configErrors
 }
 
 func (p *parser) fail(key, msg string) {
-	if p.err == nil {
-		p.err = &configError{Key: key, Source: p.s[key].source, Msg: msg}
+	p.add(&configError{Key: key, Source: p.s[key].source, Msg: msg})
+}
+
+func (p *parser) add(e *configError) {
+	for _, old := range p.errs {
+		if old.Key == e.Key {
+			return // one message per key: the first says what to fix
+		}
 	}
+	p.errs = append(p.errs, e)
+}
+
+func (p *parser) result() error {
+	switch len(p.errs) {
+	case 0:
+		return nil
+	case 1:
+		return p.errs[0]
+	}
+	return p.errs
 }
 
 func (p *parser) str(key string) string { return strings.TrimSpace(p.s[key].raw) }
 
+// required reports a missing key without a source: "(from default)" would
+// suggest the default was the problem.
 func (p *parser) required(key, v string) string {
 	if v == "" {
-		p.fail(key, fmt.Sprintf("required: set --%s, %s or %s in the config file", flagName(key), envName(key), key))
+		p.add(&configError{Key: key, Msg: fmt.Sprintf("required: set --%s, %s or %s in the config file", flagName(key), envName(key), key)})
 	}
 	return v
 }
@@ -519,7 +559,7 @@ func (p *parser) clientSecret(env envFunc) string {
 			return p.secretFile("client_secret_file", path)
 		}
 	}
-	p.fail("client_secret_file", "required: set client_secret_file, env CESD_CLIENT_SECRET, or a systemd credential named client_secret")
+	p.add(&configError{Key: "client_secret_file", Msg: "required: set client_secret_file, env CESD_CLIENT_SECRET, or a systemd credential named client_secret"})
 	return ""
 }
 
@@ -544,30 +584,41 @@ func (p *parser) hostPort(key, addr string) {
 	}
 }
 
-// loadConfig is the single entry: parse flags (which may follow or precede
-// positional arguments, as in "endpoints register URL --config f"), resolve
-// and build. It returns the positional arguments.
+// loadConfig parses flags (which may follow or precede positional
+// arguments, as in "endpoints register URL --config f"), resolves and
+// builds. It returns the positional arguments. Commands use cli.loadConfig,
+// which also prints help and checks the environment's names.
 func loadConfig(fs *flag.FlagSet, args []string, env envFunc, n needs) (*Config, []string, error) {
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := resolve(fs, env)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := build(s, env, n)
+	c, err := configFrom(fs, env, n)
 	return c, pos, err
 }
 
+// configFrom resolves and builds the configuration of a parsed FlagSet.
+func configFrom(fs *flag.FlagSet, env envFunc, n needs) (*Config, error) {
+	s, err := resolve(fs, env)
+	if err != nil {
+		return nil, err
+	}
+	return build(s, env, n)
+}
+
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	// The flag package calls Usage on every error; help is printed only when
+	// asked for (cli.parseArgs), and errors are reported in one line.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	defer func() { fs.Usage = usage }()
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, &configError{Key: "flags", Msg: err.Error()}
+			return nil, flagError(fs, err)
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
@@ -575,6 +626,40 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+// flagError turns the flag package's message into one line an operator can
+// act on: a secret given as a flag is told where secrets go, and an unknown
+// flag gets the nearest known one.
+func flagError(fs *flag.FlagSet, err error) error {
+	name, unknown := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !unknown {
+		return &configError{Key: "flags", Msg: err.Error()}
+	}
+	name = strings.TrimLeft(name, "-")
+	if where := secretHome(name); where != "" {
+		return &configError{Key: "--" + name, Msg: "not accepted: secrets are never flags (ps and shell history show them); " + where}
+	}
+	var flags []string
+	fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f.Name) })
+	return &configError{Key: "--" + name, Msg: fmt.Sprintf("unknown flag; did you mean --%s? (cesd %s --help lists the flags)", nearest(name, flags), fs.Name())}
+}
+
+// secretHome says where the secret a flag name asks for belongs, or "" if
+// the name does not look like a secret.
+func secretHome(name string) string {
+	name = strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	switch {
+	case strings.HasPrefix(name, "client-secret"):
+		return "put the client secret in a file named by client_secret_file, or in env CESD_CLIENT_SECRET"
+	case strings.HasPrefix(name, "wallet-password"):
+		return "put the wallet password in a file named by wallet_password_file"
+	case strings.HasPrefix(name, "pem-password"):
+		return "put the PEM password in a file named by pem_password_file"
+	case strings.Contains(name, "secret") || strings.Contains(name, "password"):
+		return "secrets come from files (*_file keys) or the environment"
+	}
+	return ""
 }
 
 // knownKeys lists the keys for docs and tests.
@@ -585,4 +670,95 @@ func knownKeys() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// nonKeyEnv are the CESD_* variables that are not configuration keys, each
+// with the reason cesd accepts it. Any other CESD_* variable is a typo.
+var nonKeyEnv = map[string]string{
+	"CESD_CONFIG":        "the YAML config file",
+	"CESD_CLIENT_SECRET": "the client secret itself (never a flag)",
+	// on_change hooks get these; a hook may run cesd inspect or cesd status.
+	"CESD_GENERATION": "set by cesd for on_change hooks",
+	"CESD_CHANGE":     "set by cesd for on_change hooks",
+	// CI exports the test suite's switches to every process it starts,
+	// binaries under test included.
+	"CESD_REQUIRE_TOOLS": "test suite switch: tests needing a real tool fail instead of skipping",
+	"CESD_SKIP_NODE":     "test suite switch: skip the node-oracledb client check",
+}
+
+// checkEnvNames catches typos in the environment the way readYAML catches
+// them in the file: every unknown CESD_* variable, with the nearest known one.
+func checkEnvNames(names []string) error {
+	known := make([]string, 0, len(keys)+2)
+	for _, k := range keys {
+		known = append(known, envName(k.name))
+	}
+	known = append(known, "CESD_CONFIG", "CESD_CLIENT_SECRET")
+	var errs configErrors
+	for _, name := range names {
+		if !strings.HasPrefix(name, "CESD_") || slices.Contains(known, name) {
+			continue
+		}
+		if _, ok := nonKeyEnv[name]; ok {
+			continue
+		}
+		near := nearest(name, known)
+		msg := "unknown variable; did you mean " + near
+		if k := strings.ToLower(strings.TrimPrefix(near, "CESD_")); k != "config" && k != "client_secret" {
+			msg += " (key " + k + ")"
+		}
+		errs = append(errs, &configError{Key: name, Source: "environment", Msg: msg + "?"})
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Key < errs[j].Key })
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	return errs
+}
+
+// envNames is the names of a KEY=VALUE environment list, such as os.Environ().
+func envNames(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if name, _, ok := strings.Cut(kv, "="); ok && name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// nearest returns the candidate with the smallest edit distance to s.
+func nearest(s string, candidates []string) string {
+	best, bestD := "", -1
+	for _, c := range candidates {
+		if d := editDistance(s, c); bestD < 0 || d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance; names are short ASCII, so a
+// two-row table is plenty (no dependency for twenty lines).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -277,7 +277,7 @@ func TestExitCodes(t *testing.T) {
 
 func TestHelpNeverShowsSecretFlag(t *testing.T) {
 	var errb strings.Builder
-	run([]string{"run", "--help"}, envMap(nil), &strings.Builder{}, &errb)
+	run([]string{"run", "--help"}, envMap(nil), &errb, &strings.Builder{})
 	if strings.Contains(errb.String(), "-client-secret ") || strings.Contains(errb.String(), "-client-secret\n") {
 		t.Fatalf("--help offers a client-secret flag:\n%s", errb.String())
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -21,12 +20,13 @@ import (
 // plain-words account of what happens. It is the only production path that
 // imports cestest.
 func (c *cli) cmdDemo(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
+	fs := c.ownFlagSet("demo", "")
 	dir := fs.String("dir", "cesd-demo", "folder for the demo's wallet, logs and secrets")
 	every := fs.Duration("rotate-every", 5*time.Second, "how often the simulated CES rotates")
-	if err := fs.Parse(args); err != nil {
-		return c.fail(&configError{Key: "flags", Msg: err.Error()})
+	if pos, err := c.parseArgs(fs, args); err != nil {
+		return c.fail(err)
+	} else if len(pos) > 0 {
+		return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("demo takes no arguments, got %q", pos)})
 	}
 	if *every < time.Second {
 		return c.fail(&configError{Key: "rotate-every", Msg: "must be at least 1s"})

@@ -12,7 +12,7 @@ import (
 // and exits 1 if any step fails.
 func (c *cli) cmdDoctor(ctx context.Context, args []string) int {
 	fs := c.flagSet("doctor", "")
-	cfg, pos, err := loadConfig(fs, args, c.env, needs{ces: true})
+	cfg, pos, err := c.loadConfig(fs, args, needs{ces: true})
 	if err != nil {
 		return c.fail(err)
 	}

@@ -13,7 +13,7 @@ import (
 // URL, unregister URL.
 func (c *cli) cmdEndpoints(ctx context.Context, args []string) int {
 	fs := c.flagSet("endpoints", "list | register URL | unregister URL ")
-	cfg, pos, err := loadConfig(fs, args, c.env, needs{ces: true})
+	cfg, pos, err := c.loadConfig(fs, args, needs{ces: true})
 	if err != nil {
 		return c.fail(err)
 	}
@@ -27,7 +27,6 @@ func (c *cli) cmdEndpoints(ctx context.Context, args []string) int {
 	case "register", "unregister":
 		want = 2
 	default:
-		fs.Usage()
 		return c.fail(&configError{Key: "arguments", Msg: "want one of: list, register URL, unregister URL"})
 	}
 	if len(pos) != want {

@@ -14,7 +14,7 @@ import (
 // cron mode. Any failure leaves the previous generation live and exits 1.
 func (c *cli) cmdFetch(ctx context.Context, args []string) int {
 	fs := c.flagSet("fetch", "")
-	cfg, pos, err := loadConfig(fs, args, c.env, needs{ces: true, wallet: true})
+	cfg, pos, err := c.loadConfig(fs, args, needs{ces: true, wallet: true})
 	if err != nil {
 		return c.fail(err)
 	}

@@ -14,7 +14,7 @@ import (
 func (c *cli) cmdHealthcheck(ctx context.Context, args []string) int {
 	fs := c.flagSet("healthcheck", "")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for /readyz")
-	cfg, pos, err := loadConfig(fs, args, c.env, needs{})
+	cfg, pos, err := c.loadConfig(fs, args, needs{})
 	if err != nil {
 		return c.fail(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -35,18 +36,25 @@ type inspectCert struct {
 	DaysLeft int `json:"daysLeft"`
 }
 
-// cmdInspect reads a wallet folder and reports on it. It exits 1 when the
+// cmdInspect reads a wallet folder (DIR, else wallet_dir) and reports on it. It exits 1 when the
 // files do not match the manifest or a certificate has expired, so it can
 // gate a deployment or a cron check.
 func (c *cli) cmdInspect(_ context.Context, args []string) int {
-	fs := c.flagSet("inspect", "")
+	fs := c.flagSet("inspect", "[DIR] ")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	cfg, pos, err := loadConfig(fs, args, c.env, needs{wallet: true})
+	cfg, pos, err := c.loadConfig(fs, args, needs{wallet: true})
 	if err != nil {
 		return c.fail(err)
 	}
-	if len(pos) > 0 {
-		return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("inspect takes no arguments, got %q", pos)})
+	// A folder given as an argument wins over wallet_dir, as ls users expect.
+	switch len(pos) {
+	case 0:
+	case 1:
+		if cfg.WalletDir, err = filepath.Abs(pos[0]); err != nil {
+			return c.fail(&configError{Key: "arguments", Msg: err.Error()})
+		}
+	default:
+		return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("inspect takes at most one folder, got %q", pos)})
 	}
 	r, err := inspect(cfg.WalletDir, cfg.WalletPassword, time.Now())
 	if err != nil {

@@ -44,7 +44,8 @@ func TestInspect(t *testing.T) {
 				}
 			}
 			var out, errb strings.Builder
-			if code := run([]string{"inspect", "--wallet-dir", dir}, env, &out, &errb); code != tc.wantExit {
+			// The folder as an argument wins over wallet_dir (here from env).
+			if code := run([]string{"inspect", dir}, overlay(env, map[string]string{"CESD_WALLET_DIR": "/nonexistent"}), &out, &errb); code != tc.wantExit {
 				t.Fatalf("exit %d, want %d\n%s%s", code, tc.wantExit, out.String(), errb.String())
 			}
 			if !strings.Contains(out.String(), tc.wantText) {
@@ -66,5 +67,21 @@ func TestInspect(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestInspectArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+		msg  string
+	}{
+		{[]string{"inspect", "a", "b"}, exitConfig, "at most one folder"},
+		{[]string{"inspect", "no-such-folder"}, exitFail, "no-such-folder"},
+	} {
+		var errb strings.Builder
+		if code := run(tc.args, envMap(nil), &strings.Builder{}, &errb); code != tc.want || !strings.Contains(errb.String(), tc.msg) {
+			t.Errorf("%q: exit %d, want %d with %q: %s", tc.args, code, tc.want, tc.msg, errb.String())
+		}
 	}
 }

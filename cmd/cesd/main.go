@@ -32,15 +32,17 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+	c := &cli{env: os.LookupEnv, environ: envNames(os.Environ()), stdout: os.Stdout, stderr: os.Stderr}
+	os.Exit(c.main(os.Args[1:]))
 }
 
 // cli carries what every subcommand may use; nothing here is global so that
 // tests can run commands in-process.
 type cli struct {
-	env    envFunc
-	stdout io.Writer
-	stderr io.Writer
+	env     envFunc
+	environ []string // the names in the environment, to catch CESD_* typos; nil: not checked
+	stdout  io.Writer
+	stderr  io.Writer
 }
 
 type command struct {
@@ -62,13 +64,18 @@ func commands() []command {
 	}
 }
 
+// run is main for tests: env is looked up but its names are not checked.
 func run(args []string, env envFunc, stdout, stderr io.Writer) int {
-	c := &cli{env: env, stdout: stdout, stderr: stderr}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		c.usage()
-		if len(args) == 0 {
-			return exitConfig
-		}
+	return (&cli{env: env, stdout: stdout, stderr: stderr}).main(args)
+}
+
+func (c *cli) main(args []string) int {
+	if len(args) == 0 {
+		c.usage(c.stderr)
+		return exitConfig
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		c.usage(c.stdout)
 		return exitOK
 	}
 	for _, cmd := range commands() {
@@ -78,32 +85,16 @@ func run(args []string, env envFunc, stdout, stderr io.Writer) int {
 			return cmd.run(c, ctx, args[1:])
 		}
 	}
-	fmt.Fprintf(stderr, "cesd: unknown command %q\n\n", args[0])
-	c.usage()
-	return exitConfig
-}
-
-func (c *cli) usage() {
-	fmt.Fprintln(c.stderr, "Usage: cesd <command> [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands()))
 	for _, cmd := range commands() {
-		fmt.Fprintf(c.stderr, "  %-10s %s\n", cmd.name, cmd.summary)
+		names = append(names, cmd.name)
 	}
-	fmt.Fprintln(c.stderr, "\nRun 'cesd <command> --help' for the flags of a command.")
-	fmt.Fprintln(c.stderr, "Every flag --some-key is also env CESD_SOME_KEY and YAML key some_key (precedence: flag, env, file, default).")
-	fmt.Fprintln(c.stderr, "Secrets are never flags: use client_secret_file or env CESD_CLIENT_SECRET.")
-}
-
-// flagSet returns a FlagSet carrying every config key, so all commands
-// accept the same configuration.
-func (c *cli) flagSet(name, positional string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	registerConfigFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(c.stderr, "Usage: cesd %s %s[flags]\n\nFlags:\n", name, positional)
-		fs.PrintDefaults()
+	msg := fmt.Sprintf("cesd: unknown command %q", args[0])
+	if near := nearest(args[0], names); editDistance(args[0], near) <= 2 {
+		msg += fmt.Sprintf("; did you mean %q?", near)
 	}
-	return fs
+	fmt.Fprintln(c.stderr, msg+" ('cesd --help' lists the commands)")
+	return exitConfig
 }
 
 // fail prints an error and maps it to an exit code. Errors that carry an
@@ -111,6 +102,13 @@ func (c *cli) flagSet(name, positional string) *flag.FlagSet {
 func (c *cli) fail(err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
+	}
+	var many configErrors
+	if errors.As(err, &many) {
+		for _, e := range many {
+			fmt.Fprintf(c.stderr, "cesd: %v\n", e)
+		}
+		return exitConfig
 	}
 	var ce *configError
 	if errors.As(err, &ce) {
@@ -126,10 +124,11 @@ func (c *cli) fail(err error) int {
 }
 
 func (c *cli) cmdVersion(_ context.Context, args []string) int {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	if err := fs.Parse(args); err != nil {
-		return c.fail(&configError{Key: "flags", Msg: err.Error()})
+	fs := c.ownFlagSet("version", "")
+	if pos, err := c.parseArgs(fs, args); err != nil {
+		return c.fail(err)
+	} else if len(pos) > 0 {
+		return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("version takes no arguments, got %q", pos)})
 	}
 	fmt.Fprintf(c.stdout, "cesd %s (commit %s, %s, %s/%s)\n", version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return exitOK

@@ -24,7 +24,7 @@ import (
 // cmdRun is the daemon.
 func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	fs := c.flagSet("run", "")
-	cfg, pos, err := loadConfig(fs, args, c.env, needs{ces: true, wallet: true})
+	cfg, pos, err := c.loadConfig(fs, args, needs{ces: true, wallet: true})
 	if err != nil {
 		return c.fail(err)
 	}
