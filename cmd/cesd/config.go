@@ -22,8 +22,9 @@ import (
 	"github.com/cesd/cesd/notify"
 )
 
-// configError is a usage or configuration mistake: exit code 2, and the
-// message always names the key so the operator knows what to fix.
+// configError is a usage or configuration mistake: exit code 2 (78 from
+// cesd run, see exitRunConfig), and the message always names the key so the
+// operator knows what to fix.
 type configError struct {
 	Key    string
 	Source string

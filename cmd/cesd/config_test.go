@@ -255,8 +255,20 @@ func TestExitCodes(t *testing.T) {
 		{args: []string{"endpoints", "register", "ftp://x"}, env: map[string]string{"CESD_BASE_URL": "https://h/x", "CESD_TOKEN_URL": "https://i/t",
 			"CESD_CLIENT_ID": "c", "CESD_CLIENT_SECRET": "hunter2"}, want: exitConfig, msg: "mailto"},
 		{args: []string{"fetch", "--help"}, want: exitOK},
-		{args: []string{"run", "--group", "0", "--file-mode", "0644"}, want: exitConfig, msg: "file_mode"},
 		{args: []string{"fetch", "--file-mode", "0640"}, want: exitConfig, msg: "file_mode"},
+		// cesd run: 78, so that a unit's RestartPreventExitStatus=78 stops a
+		// config loop while the runtime's own exit 2 (panic, SIGABRT) restarts.
+		{args: []string{"run"}, want: exitRunConfig, msg: "base_url"},
+		{args: []string{"run", "--poll-interval", "x"}, want: exitRunConfig, msg: "poll_interval"},
+		{args: []string{"run", "--client-secret", "hunter2"}, want: exitRunConfig, msg: "client-secret"},
+		{args: []string{"run", "now"}, env: map[string]string{"CESD_BASE_URL": "https://h/x", "CESD_TOKEN_URL": "https://i/t",
+			"CESD_CLIENT_ID": "c", "CESD_CLIENT_SECRET": "hunter2"}, want: exitRunConfig, msg: "arguments"},
+		{args: []string{"run", "--ca-file", "/nonexistent/ca.pem"}, env: map[string]string{"CESD_BASE_URL": "https://h/x", "CESD_TOKEN_URL": "https://i/t",
+			"CESD_CLIENT_ID": "c", "CESD_CLIENT_SECRET": "hunter2", "CESD_WALLET_DIR": "/nonexistent/w"}, want: exitRunConfig, msg: "ca_file"},
+		{args: []string{"run", "--help"}, want: exitOK},
+		{args: []string{"run", "--group", "0", "--file-mode", "0644"}, want: exitRunConfig, msg: "file_mode"},
+		{args: []string{"fetch", "--ca-file", "/nonexistent/ca.pem"}, env: map[string]string{"CESD_BASE_URL": "https://h/x", "CESD_TOKEN_URL": "https://i/t",
+			"CESD_CLIENT_ID": "c", "CESD_CLIENT_SECRET": "hunter2", "CESD_WALLET_DIR": "/nonexistent/w"}, want: exitConfig, msg: "ca_file"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -3,7 +3,8 @@
 //
 // main only wires packages together and turns outcomes into exit codes:
 // 0 success, 2 usage or configuration error (the message names the key),
-// 1 any other failure.
+// 1 any other failure. cesd run reports a configuration error with 78
+// instead of 2 (see exitRunConfig).
 package main
 
 import (
@@ -29,6 +30,11 @@ const (
 	exitOK     = 0
 	exitFail   = 1
 	exitConfig = 2
+	// exitRunConfig is a configuration error of cesd run: EX_CONFIG from
+	// sysexits.h. The Go runtime itself exits 2 on a panic, a fatal error
+	// and SIGABRT (what the systemd watchdog sends), and a supervisor must
+	// restart those; RestartPreventExitStatus=78 stops only a config loop.
+	exitRunConfig = 78
 )
 
 func main() {
@@ -121,6 +127,14 @@ func (c *cli) fail(err error) int {
 		fmt.Fprintf(c.stderr, "hint: %s\n", h.Hint())
 	}
 	return exitFail
+}
+
+// failRun is fail for cesd run: a configuration error exits 78, not 2.
+func (c *cli) failRun(err error) int {
+	if code := c.fail(err); code != exitConfig {
+		return code
+	}
+	return exitRunConfig
 }
 
 func (c *cli) cmdVersion(_ context.Context, args []string) int {

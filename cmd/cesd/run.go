@@ -26,16 +26,16 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	fs := c.flagSet("run", "")
 	cfg, pos, err := c.loadConfig(fs, args, needs{ces: true, wallet: true})
 	if err != nil {
-		return c.fail(err)
+		return c.failRun(err)
 	}
 	if len(pos) > 0 {
-		return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("run takes no arguments, got %q", pos)})
+		return c.failRun(&configError{Key: "arguments", Msg: fmt.Sprintf("run takes no arguments, got %q", pos)})
 	}
 	log := newLogger(cfg, c.stderr)
 	defer log.Sync() //nolint:errcheck // nothing useful to do if stderr fails
 	cc, err := cesConfig(cfg, nil)
 	if err != nil {
-		return c.fail(err)
+		return c.failRun(err)
 	}
 	env := func(k string) string { v, _ := c.env(k); return v }
 	sd := sdnotify.New(env("NOTIFY_SOCKET"))

@@ -51,7 +51,7 @@ func TestServiceHardening(t *testing.T) {
 		{"ExecStart", "/usr/local/bin/cesd run --config /etc/cesd/cesd.yaml"},
 		{"ExecReload", "/bin/kill -HUP $MAINPID"},
 		{"Restart", "on-failure"},
-		{"RestartPreventExitStatus", "2"},
+		{"RestartPreventExitStatus", "78"},
 		{"User", "cesd"},
 		{"StateDirectory", "cesd"},
 		{"StateDirectoryMode", "0700"},
@@ -89,6 +89,13 @@ func TestServiceHardening(t *testing.T) {
 	} {
 		if !slices.Contains(svc[tc.key], tc.want) {
 			t.Errorf("cesd.service: want %s=%s, have %q", tc.key, tc.want, svc[tc.key])
+		}
+	}
+	// Exit 2 is the Go runtime's (panic, SIGABRT from the watchdog): it must
+	// restart. Only cesd run's config error, 78, may stop the loop.
+	for _, v := range svc["RestartPreventExitStatus"] {
+		if slices.Contains(strings.Fields(v), "2") {
+			t.Errorf("cesd.service: RestartPreventExitStatus=%s keeps a panicked or watchdog-killed cesd down", v)
 		}
 	}
 	if w := svc["WatchdogSec"]; len(w) != 1 || w[0] == "" || w[0] == "0" {
