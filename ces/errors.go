@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -144,9 +145,12 @@ func (e *Error) Hint() string {
 	case KindUpstream:
 		return "CES cannot reach its upstream service: retry later, open a ticket if it persists"
 	case KindTimeout:
-		return "no answer before the timeout: check the network path to the private endpoint and any proxy, or raise timeout"
+		if iam {
+			return "IAM did not answer within request_timeout: check the route from this host to the identity domain in token_url and any proxy"
+		}
+		return "CES did not answer within request_timeout: check the network path to the CES private endpoint and any proxy, or raise request_timeout"
 	case KindNetwork:
-		return networkHint(e.Err)
+		return networkHint(e.Op, e.Err)
 	case KindBadResponse:
 		return "the server sent a response cesd cannot use (truncated, malformed, oversized or wrong shape): retry; open a ticket if it persists"
 	case KindUnexpected:
@@ -158,23 +162,58 @@ func (e *Error) Hint() string {
 	}
 }
 
-func networkHint(err error) string {
+// networkHint blames the host that failed: IAM (token_url) for the token
+// call, CES (base_url) for the others, and talks about OCI security lists
+// on TCP 443 only when the failed address is a remote one on port 443.
+func networkHint(op string, err error) string {
+	key, server := "base_url", "CES"
+	if op == OpToken {
+		key, server = "token_url", "IAM"
+	}
 	var ua x509.UnknownAuthorityError
 	var hn x509.HostnameError
 	var ci x509.CertificateInvalidError
 	var dns *net.DNSError
 	switch {
 	case errors.As(err, &ua):
-		return "TLS: the server certificate is not signed by a trusted CA: set ca_file to the CA chain (trust the CA chain, never pin the leaf certificate)"
+		return "TLS: the " + server + " certificate is not signed by a trusted CA: set ca_file to the CA chain (trust the CA chain, never pin the leaf certificate)"
 	case errors.As(err, &hn):
-		return "TLS: the certificate does not match the host: check base_url/token_url use the documented host name"
+		return "TLS: the " + server + " certificate does not match the host: check " + key + " uses the documented host name"
 	case errors.As(err, &ci):
-		return "TLS: the server certificate is invalid or expired: check the system clock and the CA chain in ca_file"
+		return "TLS: the " + server + " certificate is invalid or expired: check the system clock and the CA chain in ca_file"
+	case errors.As(err, &dns) && server == "IAM":
+		return "DNS lookup of the IAM host failed: check the host in token_url (https://idcs-<id>.identity.oraclecloud.com/oauth2/v1/token) and that this host's resolver or proxy reaches the identity domain"
 	case errors.As(err, &dns):
-		return "DNS lookup failed: the CES host must resolve to the private endpoint (check DNS forwarding / resolver rules)"
-	default:
-		return "cannot connect: check private connectivity (FastConnect/VPN/service gateway), security lists on TCP 443 and proxy settings"
+		return "DNS lookup of the CES host failed: check the host in base_url; it must resolve to the CES private endpoint (DNS forwarding / resolver rules)"
 	}
+	addr, host, port := dialedAddr(err)
+	where := server
+	if addr != "" {
+		where = addr
+	}
+	local := host != "" && net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback()
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED) && (local || port != "443"):
+		return "cannot connect: nothing accepts connections at " + where + ": check the host and port in " + key + " and that the server is running"
+	case local:
+		return "cannot connect to " + where + ": check the host and port in " + key + " and that the server is running"
+	case port != "" && port != "443":
+		return "cannot connect to " + where + ": check the port in " + key + " (" + server + " serves HTTPS on 443 unless a proxy says otherwise) and any firewall on port " + port
+	case server == "IAM":
+		return "cannot connect to " + where + ": check this host can reach the identity domain in token_url (egress rules, NAT or proxy settings)"
+	}
+	return "cannot connect to " + where + ": check private connectivity (FastConnect/VPN/service gateway), security lists on TCP 443 and proxy settings"
+}
+
+// dialedAddr is the address a failed dial went to, if the error says.
+func dialedAddr(err error) (addr, host, port string) {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Addr == nil {
+		return "", "", ""
+	}
+	addr = oe.Addr.String()
+	host, port, _ = net.SplitHostPort(addr)
+	return addr, host, port
 }
 
 // KindOf reports the Kind of err if it is (or wraps) an *Error.

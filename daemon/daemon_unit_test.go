@@ -159,6 +159,29 @@ func TestFetchFailureKeepsLiveAndRecovers(t *testing.T) {
 	if n := r.logs.FilterMessage("refresh recovered").Len(); n != 1 {
 		t.Fatalf("%d recovery logs", n)
 	}
+	if r.logs.FilterMessage("refresh failed; the last good generation stays live").Len() == 0 {
+		t.Fatal("a failure with a live generation does not say it stays live")
+	}
+}
+
+// TestFailureWithNothingOnDiskSaysSo: no generation has ever been live, so
+// the log must not promise that "the last good generation stays live".
+func TestFailureWithNothingOnDiskSaysSo(t *testing.T) {
+	fetched := make(chan error, 100)
+	f := &fakeCES{fetched: fetched, fetchErr: &ces.Error{Op: "fetch-credentials", Kind: ces.KindServer, StatusCode: 500}}
+	r := newUnitRig(t, Config{}, f, &fakeWriter{})
+	r.start(t)
+	<-fetched
+	<-fetched // the retry: the first failure has been logged
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.logs.FilterMessage("refresh failed; no generation is live yet, retrying").Len(); n == 0 {
+		t.Fatalf("the first failure is not logged as such: %v", r.logs.All())
+	}
+	if n := r.logs.FilterMessage("refresh failed; the last good generation stays live").Len(); n != 0 {
+		t.Fatal("claims a last good generation with nothing on disk")
+	}
 }
 
 func TestMissedNotificationCounted(t *testing.T) {

@@ -40,7 +40,13 @@ func (d *Daemon) newRefresher() *refresher {
 				zap.Int("attempt", failures), zap.Duration("retry_in", next),
 				zap.Bool("ready", d.Ready()))
 			if shouldLog(failures, changed) {
-				d.log.Warn("refresh failed; the last good generation stays live", fields...)
+				// Say what is true: with nothing on disk yet there is no
+				// last good generation to keep serving.
+				msg := "refresh failed; no generation is live yet, retrying"
+				if d.Ready() {
+					msg = "refresh failed; the last good generation stays live"
+				}
+				d.log.Warn(msg, fields...)
 			} else {
 				d.log.Debug("refresh failed again", fields...)
 			}

@@ -93,10 +93,22 @@ func Run(ctx context.Context, cfg Config, deps Deps) []Result {
 		deps.Now = time.Now
 	}
 	r := &run{cfg: cfg, deps: deps}
-	// Network checks stop at the first failure; IAM is another host, so
-	// the token check runs either way.
-	if u := r.baseURL(); u != nil {
-		_ = r.dns(ctx, u) && r.tcp(ctx, u) && r.tls(ctx, u)
+	// Network checks stop at the first failure, and the rest are listed as
+	// skipped with the reason; IAM is another host, so the token check runs
+	// either way.
+	u := r.baseURL()
+	ok, why := u != nil, "the base URL is unusable"
+	for _, step := range []struct {
+		name string
+		run  func(context.Context, *url.URL) bool
+	}{{"DNS", r.dns}, {"TCP", r.tcp}, {"TLS", r.tls}} {
+		if !ok {
+			r.add(step.name, Skip, why, "")
+			continue
+		}
+		if ok = step.run(ctx, u); !ok {
+			why = "the " + step.name + " check failed"
+		}
 	}
 	tokenOK := r.token(ctx)
 	r.list(ctx, tokenOK)
@@ -110,13 +122,24 @@ func Failed(rs []Result) bool {
 	return slices.ContainsFunc(rs, func(r Result) bool { return r.Status == Fail })
 }
 
-// Print writes the checklist, one line per check and its fix below.
+// Print writes the checklist, one line per check and its fix below, and
+// says which checks were skipped and why.
 func Print(w io.Writer, rs []Result) {
+	var skipped []string
 	for _, r := range rs {
-		fmt.Fprintf(w, "%s %-16s %s\n", r.Status.mark(), r.Name, r.Detail)
+		detail := r.Detail
+		if r.Status == Skip {
+			detail = "skipped: " + detail
+			skipped = append(skipped, r.Name)
+		}
+		fmt.Fprintf(w, "%s %-16s %s\n", r.Status.mark(), r.Name, detail)
 		if r.Fix != "" && (r.Status == Fail || r.Status == Warn) {
 			fmt.Fprintf(w, "  %-16s fix: %s\n", "", r.Fix)
 		}
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(w, "\n%d check(s) skipped (%s): an earlier check failed; fix it and run doctor again.\n",
+			len(skipped), strings.Join(skipped, ", "))
 	}
 }
 
@@ -205,8 +228,7 @@ func (r *run) tcp(ctx context.Context, u *url.URL) bool {
 	defer cancel()
 	conn, err := r.deps.Dial(ctx, "tcp", hostPort(u))
 	if err != nil {
-		r.add(name, Fail, fmt.Sprintf("cannot connect to %s: %v", hostPort(u), err),
-			"allow TCP 443 from this host to the CES private endpoint (security list or NSG ingress, FastConnect/VPN route, service gateway)")
+		r.add(name, Fail, fmt.Sprintf("cannot connect to %s: %v", hostPort(u), err), tcpFix(u))
 		return false
 	}
 	conn.Close()
@@ -214,10 +236,23 @@ func (r *run) tcp(ctx context.Context, u *url.URL) bool {
 	return true
 }
 
+// tcpFix talks about OCI security lists on TCP 443 only when that is what
+// was dialled: a loopback or another port is a local mistake.
+func tcpFix(u *url.URL) string {
+	_, port, _ := net.SplitHostPort(hostPort(u))
+	switch {
+	case isLoopback(u.Hostname()):
+		return "nothing answers on " + hostPort(u) + " on this machine: check the host and port in base_url and that the server is running"
+	case port != "443":
+		return "check the port in base_url (CES serves HTTPS on 443 unless a proxy says otherwise) and any firewall on TCP " + port
+	}
+	return "allow TCP 443 from this host to the CES private endpoint (security list or NSG ingress, FastConnect/VPN route, service gateway)"
+}
+
 func (r *run) tls(ctx context.Context, u *url.URL) bool {
 	const name = "TLS"
 	if u.Scheme != "https" {
-		r.add(name, Skip, "plain http (loopback only)", "")
+		r.add(name, Skip, "plain http (loopback only): no TLS to check", "")
 		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
@@ -284,7 +319,7 @@ func (r *run) token(ctx context.Context) bool {
 func (r *run) list(ctx context.Context, tokenOK bool) {
 	const name = "endpoint list"
 	if !tokenOK {
-		r.add(name, Skip, "needs a token", "")
+		r.add(name, Skip, "needs a token, and the IAM token check failed", "")
 		return
 	}
 	eps, err := r.deps.CES.ListEndpoints(ctx)
@@ -306,7 +341,7 @@ func (r *run) list(ctx context.Context, tokenOK bool) {
 func (r *run) fetch(ctx context.Context, tokenOK bool) {
 	const name = "dry-run fetch"
 	if !tokenOK {
-		r.add(name, Skip, "needs a token", "")
+		r.add(name, Skip, "needs a token, and the IAM token check failed", "")
 		return
 	}
 	creds, err := r.deps.CES.FetchCredentials(ctx)

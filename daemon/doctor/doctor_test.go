@@ -75,7 +75,23 @@ func TestDoctorPinpointsEachMisconfiguration(t *testing.T) {
 				return (&net.Dialer{}).DialContext(ctx, n, simAddr)
 			}
 		}, check: "DNS", want: OK},
-		{name: "tcp refused", mutate: func(s *setup) { s.cfg.BaseURL = "https://127.0.0.1:1/rgbu-common-a-b" }, check: "TCP", want: Fail, fix: "443"},
+		{name: "tcp refused on loopback", mutate: func(s *setup) { s.cfg.BaseURL = "https://127.0.0.1:1/rgbu-common-a-b" }, check: "TCP", want: Fail, fix: "check the host and port in base_url"},
+		{name: "tcp refused skips tls", mutate: func(s *setup) { s.cfg.BaseURL = "https://127.0.0.1:1/rgbu-common-a-b" }, check: "TLS", want: Skip, fix: "TCP check failed"},
+		{name: "tcp on another port", mutate: func(s *setup) {
+			s.cfg.BaseURL = "https://home.retail.x.ocs.oracle.com:8443/rgbu-common-a-b"
+			s.dep.LookupIP = func(context.Context, string) ([]net.IP, error) { return []net.IP{net.ParseIP("10.0.1.5")}, nil }
+			s.dep.Dial = func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("i/o timeout") }
+		}, check: "TCP", want: Fail, fix: "TCP 8443"},
+		{name: "tcp on 443", mutate: func(s *setup) {
+			s.cfg.BaseURL = oracleHost
+			s.dep.LookupIP = func(context.Context, string) ([]net.IP, error) { return []net.IP{net.ParseIP("10.0.1.5")}, nil }
+			s.dep.Dial = func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("i/o timeout") }
+		}, check: "TCP", want: Fail, fix: "security list"},
+		{name: "dns failure skips tcp", mutate: func(s *setup) {
+			s.cfg.BaseURL = oracleHost
+			s.dep.LookupIP = func(context.Context, string) ([]net.IP, error) { return nil, errors.New("no such host") }
+		}, check: "TCP", want: Skip, fix: "DNS check failed"},
+		{name: "bad base url skips dns", mutate: func(s *setup) { s.cfg.BaseURL = oracleHost + "-rh" }, check: "DNS", want: Skip, fix: "base URL is unusable"},
 		{name: "tls unknown authority", mutate: func(s *setup) { s.cfg.RootCAs = x509.NewCertPool() }, check: "TLS", want: Fail, fix: "ca_file"},
 		{name: "leaf pinned in ca_file", mutate: func(s *setup) { s.cfg.CAFile = leafFile }, check: "TLS", want: Warn, fix: "never a server's leaf"},
 		{name: "tls fine", mutate: func(s *setup) {}, check: "TLS", want: OK},
@@ -125,6 +141,14 @@ func TestDoctorPinpointsEachMisconfiguration(t *testing.T) {
 			Print(&b, rs)
 			if strings.Contains(b.String(), "cestest-secret") {
 				t.Fatal("the checklist shows the client secret")
+			}
+			for _, r := range rs {
+				if r.Status == Skip && !strings.Contains(b.String(), "skipped: "+r.Detail) {
+					t.Errorf("skipped check %s not listed with its reason:\n%s", r.Name, b.String())
+				}
+			}
+			if tc.want == Skip && !strings.Contains(b.String(), "check(s) skipped") {
+				t.Errorf("no summary of skipped checks:\n%s", b.String())
 			}
 		})
 	}
