@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,10 @@ type Config struct {
 	RegisterInterval time.Duration // registration keeper period; default 5m
 	OnChange         string        // run via /bin/sh -c after a new generation is live
 	HookTimeout      time.Duration // default 30s
+	// ReloadSignal is sent after each swap (after OnChange, if set) to the
+	// process whose PID is in ReloadPIDFile; 0 or "" sends nothing.
+	ReloadSignal     syscall.Signal
+	ReloadPIDFile    string
 	UnregisterOnExit bool          // default false: replicas sharing one URL would unregister each other
 	MetricsListen    string        // ops listener address; empty = no ops listener
 	ShutdownTimeout  time.Duration // default 10s
@@ -118,8 +123,9 @@ type Daemon struct {
 	randMu sync.Mutex
 	rnd    *rand.Rand
 
-	q     *queue
-	hooks *hookRunner
+	q      *queue
+	hooks  *hookRunner
+	reload *reloader // nil: no reload_signal
 
 	mu       sync.Mutex
 	callback Runner
@@ -230,6 +236,7 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 		d.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	d.hooks = newHookRunner(d)
+	d.reload = newReloader(cfg.ReloadSignal, cfg.ReloadPIDFile, m.reloadSignals, d.log)
 	return d, nil
 }
 

@@ -136,8 +136,13 @@ func (d *Daemon) refreshOnce(ctx context.Context, b batch) error {
 	if d.afterSwap != nil {
 		d.afterSwap(ev)
 	}
-	if d.cfg.OnChange != "" {
+	// The reader is signalled once the hook, which may prepare what it
+	// reads, has run: by the hook worker when there is a hook.
+	switch {
+	case d.cfg.OnChange != "":
 		d.hooks.schedule(ev)
+	case d.reload != nil:
+		d.reload.signal(gen)
 	}
 	d.prune()
 	return nil

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"os"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,6 +10,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(reloadHelperEnv) != "" {
+		reloadHelper() // a child process of TestReload*: not a test run
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 

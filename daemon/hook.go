@@ -30,7 +30,8 @@ const secretGenerations = 8
 
 // hookRunner runs on_change on its own goroutine so a slow hook never holds
 // up the refresher. It coalesces like the refresher: swaps that happen while
-// a hook runs lead to one more run, for the newest generation.
+// a hook runs lead to one more run, for the newest generation. After each run
+// it sends reload_signal, so the reader reloads what the hook prepared.
 type hookRunner struct {
 	d       *Daemon
 	mu      sync.Mutex
@@ -95,6 +96,9 @@ func (h *hookRunner) run(ctx context.Context) error {
 			continue
 		}
 		result := h.d.runHook(ctx, job)
+		if h.d.reload != nil && ctx.Err() == nil {
+			h.d.reload.signal(job.ev.Generation)
+		}
 		if h.ran != nil {
 			h.ran(job.ev.Generation, result)
 		}

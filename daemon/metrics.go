@@ -30,6 +30,7 @@ type metrics struct {
 	registered                      prometheus.Gauge
 	missed                          prometheus.Counter
 	hookRuns                        *prometheus.CounterVec
+	reloadSignals                   *prometheus.CounterVec
 	pollInterval                    prometheus.Gauge
 	ready                           prometheus.Gauge
 }
@@ -59,6 +60,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		hookRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cesd_hook_runs_total", Help: "on_change hook runs by result."},
 			[]string{"result"}),
+		reloadSignals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cesd_reload_signals_total", Help: "reload_signal attempts after a swap, by result: sent, missing, invalid, stale, denied or error."},
+			[]string{"result"}),
 		pollInterval: g("cesd_poll_interval_seconds", "Configured fallback poll period."),
 		ready:        g("cesd_ready", "1 while a valid generation is live on disk."),
 	}
@@ -70,9 +74,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{HookSuccess, HookFailure, HookTimeout} {
 		m.hookRuns.WithLabelValues(r)
 	}
+	for _, r := range reloadResults {
+		m.reloadSignals.WithLabelValues(r)
+	}
 	for _, c := range []prometheus.Collector{
 		m.expiration, m.start, m.lastRotation, m.lastSuccess, m.lastError, m.generation,
-		m.swaps, m.refreshes, m.refreshErrors, m.registered, m.missed, m.hookRuns,
+		m.swaps, m.refreshes, m.refreshErrors, m.registered, m.missed, m.hookRuns, m.reloadSignals,
 		m.pollInterval, m.ready,
 	} {
 		if err := reg.Register(c); err != nil {

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -108,6 +109,8 @@ var keys = []keyDef{
 	{"group", kString, "", "group that may read the wallet, a name or GID (with file_mode 0640)"},
 	{"owner", kString, "", "user that owns the wallet, a name or UID (cesd must run as root)"},
 	{"file_mode", kString, "0600", "mode of the wallet files: 0600, or 0640 with group; folders follow (0700/0750); world bits are refused"},
+	{"reload_signal", kString, "", "signal sent after each swap to the process in reload_pid_file, such as SIGHUP"},
+	{"reload_pid_file", kString, "", "file holding the PID of the process to signal after each swap"},
 	{"unregister_on_exit", kBool, "false", "unregister callback_url on exit (unsafe when replicas share one URL)"},
 	{"shutdown_timeout", kDuration, "10s", "bound on a graceful stop"},
 	{"wallet_password_file", kString, "", "file holding the wallet password, used when CES sends none"},
@@ -315,6 +318,8 @@ type Config struct {
 	OnChange         string
 	HookTimeout      time.Duration
 	Access           access
+	ReloadSignal     syscall.Signal // 0: none
+	ReloadPIDFile    string
 	UnregisterOnExit bool
 	ShutdownTimeout  time.Duration
 	WalletPassword   string
@@ -372,6 +377,7 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 		p.fail("log_format", "want json or console")
 	}
 	c.Access = p.access()
+	c.ReloadSignal, c.ReloadPIDFile = p.reload()
 	if c.CAFile != "" {
 		p.readable("ca_file", c.CAFile)
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -163,6 +164,20 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 		{name: "owner cannot read refused", args: []string{"--file-mode", "0200"}, wantKey: "file_mode"},
 		{name: "mode not octal", args: []string{"--file-mode", "rw-r-----"}, wantKey: "file_mode"},
 		{name: "mode too large", args: []string{"--file-mode", "10600"}, wantKey: "file_mode"},
+		{name: "reload signal and pid file", yaml: "reload_signal: hup\nreload_pid_file: /run/app.pid\n", check: func(t *testing.T, c *Config) {
+			if c.ReloadSignal != syscall.SIGHUP || c.ReloadPIDFile != "/run/app.pid" {
+				t.Errorf("reload = %v %q", c.ReloadSignal, c.ReloadPIDFile)
+			}
+		}},
+		{name: "reload usr1 from env", env: map[string]string{"CESD_RELOAD_SIGNAL": "SIGUSR1", "CESD_RELOAD_PID_FILE": "/run/a.pid"}, check: func(t *testing.T, c *Config) {
+			if c.ReloadSignal != syscall.SIGUSR1 {
+				t.Errorf("reload_signal = %v", c.ReloadSignal)
+			}
+		}},
+		{name: "reload signal unknown", args: []string{"--reload-signal", "SIGFOO", "--reload-pid-file", "/run/a.pid"}, wantKey: "reload_signal"},
+		{name: "reload signal kill refused", args: []string{"--reload-signal", "SIGKILL", "--reload-pid-file", "/run/a.pid"}, wantKey: "reload_signal"},
+		{name: "reload signal without pid file", args: []string{"--reload-signal", "SIGHUP"}, wantKey: "reload_pid_file"},
+		{name: "reload pid file without signal", args: []string{"--reload-pid-file", "/run/a.pid"}, wantKey: "reload_signal"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -29,9 +29,11 @@ func (c *cli) cmdFetch(ctx context.Context, args []string) int {
 		return c.fail(err)
 	}
 	// The same wiring as cesd run, so a one-shot fetch validates, derives and
-	// writes exactly as the daemon does; no listener, hook or registration.
+	// writes exactly as the daemon does (owner and modes included); no
+	// listener, hook, reload signal or registration.
 	once := *cfg
 	once.CallbackURL, once.ExtraEndpoints, once.OnChange, once.MetricsListen = "", nil, "", ""
+	once.ReloadSignal, once.ReloadPIDFile = 0, ""
 	reg := prometheus.NewRegistry()
 	d, err := buildDaemon(&once, cc, log, reg, reg, &observers{})
 	if err != nil {

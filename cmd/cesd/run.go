@@ -220,6 +220,8 @@ func daemonConfig(cfg *Config) daemon.Config {
 		RegisterInterval: cfg.RegisterInterval,
 		OnChange:         cfg.OnChange,
 		HookTimeout:      cfg.HookTimeout,
+		ReloadSignal:     cfg.ReloadSignal,
+		ReloadPIDFile:    cfg.ReloadPIDFile,
 		UnregisterOnExit: cfg.UnregisterOnExit,
 		MetricsListen:    cfg.MetricsListen,
 		ShutdownTimeout:  cfg.ShutdownTimeout,
