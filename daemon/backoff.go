@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cesd/cesd/ces"
+	"github.com/cesd/cesd/daemon/refresh"
 )
 
 // iamRateLimitPause is the floor after OCI IAM answers 429: IAM throttles per
@@ -85,9 +86,9 @@ func errSignature(err error) string {
 	if errors.As(err, &ce) {
 		return ce.Op + "/" + ce.Kind.String() + "/" + strconv.Itoa(ce.StatusCode)
 	}
-	var se *stageError
+	var se *refresh.Error
 	if errors.As(err, &se) {
-		return se.stage
+		return string(se.Stage)
 	}
 	return "other"
 }

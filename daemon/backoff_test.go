@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cesd/cesd/ces"
+	"github.com/cesd/cesd/daemon/refresh"
 )
 
 func TestBackoff(t *testing.T) {
@@ -116,7 +117,7 @@ func TestErrSignature(t *testing.T) {
 	a := errSignature(&ces.Error{Op: "fetch-credentials", Kind: ces.KindServer, StatusCode: 500})
 	b := errSignature(fmt.Errorf("wrap: %w", &ces.Error{Op: "fetch-credentials", Kind: ces.KindServer, StatusCode: 500}))
 	c := errSignature(&ces.Error{Op: "fetch-credentials", Kind: ces.KindServer, StatusCode: 503})
-	d := errSignature(&stageError{"write", errors.New("disk full")})
+	d := errSignature(&refresh.Error{Stage: refresh.StageWrite, Err: errors.New("disk full")})
 	if a != b || a == c || d != "write" {
 		t.Fatalf("signatures: %q %q %q %q", a, b, c, d)
 	}

@@ -29,7 +29,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // BenchmarkRotationLatency measures from the callback reaching the daemon
-// (notify calls the trigger) to the new generation being live (AfterSwap),
+// (notify calls the trigger) to the new generation being live (the first observer),
 // over loopback against cestest with durable writes, jitter off and no floor
 // between fetches. Beside it, floor-p50-ms is one minimal durable swap of the
 // same files on the same disk: write them, one syncfs, rename a link.
@@ -159,8 +159,8 @@ func BenchmarkWarmRefresh(b *testing.B) {
 	r.waitCurrent(b)
 	ctx := b.Context()
 	for b.Loop() {
-		if _, swapped, err := r.d.FetchOnce(ctx); err != nil || swapped {
-			b.Fatalf("warm refresh: swapped=%v err=%v", swapped, err)
+		if res, err := r.pipeline.RunOnce(ctx); err != nil || res.Swapped {
+			b.Fatalf("warm refresh: swapped=%v err=%v", res.Swapped, err)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/cesd/cesd/ces"
-	"github.com/cesd/cesd/wallet"
+	"github.com/cesd/cesd/daemon/refresh"
+	"github.com/cesd/cesd/daemon/sdnotify"
 )
 
 // Config is the daemon's typed configuration. Zero durations take defaults.
@@ -45,31 +46,20 @@ type Config struct {
 	ShutdownTimeout  time.Duration // default 10s
 	BackoffBase      time.Duration // default 1s
 	BackoffMax       time.Duration // default 5m
-	Limits           wallet.Limits // decode limits; zero = wallet.DefaultLimits()
-	// WalletOnly takes the wallet from the fetch-wallet zip and never asks
-	// CES for schema passwords: for hosts that need the wallet (mutual TLS)
-	// but must not hold database passwords. Dates then come from nowhere;
-	// the certificate metrics still report expiry.
-	WalletOnly bool
 }
 
-// CES is the part of *ces.Client the daemon uses.
+// CES is the part of *ces.Client the registration keeper uses.
 type CES interface {
-	FetchCredentials(ctx context.Context) (*ces.Credentials, error)
-	FetchWallet(ctx context.Context) ([]byte, error)
 	ListEndpoints(ctx context.Context) ([]string, error)
 	RegisterEndpoint(ctx context.Context, endpoint string) error
 	UnregisterEndpoint(ctx context.Context, endpoint string) error
 }
 
-// Writer is the part of *wallet.Writer the daemon uses.
-type Writer interface {
-	Write(p wallet.Payload) (wallet.Result, error)
-}
-
-// Pruner is implemented by writers that keep old generations until told
-// (*wallet.Writer).
-type Pruner interface {
+// Pipeline runs one refresh and reads the live generation
+// (*refresh.Pipeline): the daemon decides when, the pipeline how.
+type Pipeline interface {
+	Run(ctx context.Context, opts refresh.RunOptions) (refresh.Result, error)
+	Live() (refresh.Result, error)
 	Prune() error
 }
 
@@ -78,46 +68,58 @@ type Runner interface {
 	Run(ctx context.Context) error
 }
 
-// SwapEvent describes the live generation, for AfterSwap.
+// SwapEvent describes the live generation, for observers.
 type SwapEvent struct {
 	WalletDir  string
 	Generation int64
 	Change     string
-	// Credentials is what CES sent for this generation; nil when the
-	// generation was found on disk at startup. Do not retain it.
-	Credentials *ces.Credentials
+	// Loaded is true for the generation found on disk at startup.
+	Loaded bool
+	// Result is what the refresh (or, when Loaded, the disk) says of the
+	// generation. Result.WalletPassword is secret.
+	Result refresh.Result
+}
+
+// Observer is told about every swap, in order, on the refresher, after the
+// daemon's own metrics are current, and once at startup when a valid
+// generation is already on disk. Swapped must be quick.
+type Observer interface {
+	Swapped(ev SwapEvent)
 }
 
 // Deps are the daemon's collaborators.
 type Deps struct {
+	Pipeline   Pipeline
 	CES        CES
-	Writer     Writer
 	Callback   Runner // optional callback listener; its trigger must be Daemon.Notify (see SetCallback)
 	Logger     *zap.Logger
 	Registerer prometheus.Registerer // nil = a private registry
 	Gatherer   prometheus.Gatherer   // served on /metrics; nil = Registerer if it is a Gatherer
 	Now        func() time.Time      // nil = time.Now
 	Rand       *rand.Rand            // nil = seeded from the runtime
-	// AfterSwap, if set, runs on the refresher after every swap and once at
-	// startup when a valid generation is already on disk (cert metrics).
-	// It must be quick.
-	AfterSwap func(SwapEvent)
-	// Derive, if set, runs between decode and write to add derived files
-	// (an ewallet.pem, a rewritten sqlnet.ora) to p.Derived. An error fails
-	// the refresh and keeps the live generation.
-	Derive func(p *wallet.Payload, creds *ces.Credentials) error
+	// Observers are told about each swap, in this order, after the
+	// daemon's metrics and before the on_change hook is scheduled.
+	Observers []Observer
+	// Signals, if set, forces a refresh (trigger "signal") per value: SIGHUP.
+	Signals <-chan os.Signal
+	// Systemd, if enabled, is told READY=1 once a generation is live,
+	// STATUS= after each swap and STOPPING=1 on shutdown, and gets watchdog
+	// keepalives every Watchdog/2 while a valid generation is live.
+	Systemd  *sdnotify.Notifier
+	Watchdog time.Duration // WatchdogSec; 0: no watchdog
 }
 
 // Daemon keeps a wallet folder current. Build it with New, then Run it once.
 type Daemon struct {
 	cfg       Config
+	pipeline  Pipeline
 	ces       CES
-	writer    Writer
 	log       *zap.Logger
 	gatherer  prometheus.Gatherer
 	now       func() time.Time
-	afterSwap func(SwapEvent)
-	derive    func(*wallet.Payload, *ces.Credentials) error
+	observers []Observer
+	signals   <-chan os.Signal
+	systemd   *systemd
 	m         *metrics
 
 	randMu sync.Mutex
@@ -137,10 +139,9 @@ type Daemon struct {
 	ready             atomic.Bool
 	notifiedSinceSwap atomic.Bool
 
-	verifyMu   sync.Mutex
-	verifyAt   time.Time
-	verifyErr  error
-	verifyFunc func(dir string) (*wallet.Manifest, error)
+	verifyMu  sync.Mutex
+	verifyAt  time.Time
+	verifyErr error
 }
 
 // New validates cfg, applies defaults and registers the daemon's metrics.
@@ -148,8 +149,8 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 	if cfg.WalletDir == "" {
 		return nil, errors.New("daemon: wallet_dir is required")
 	}
-	if deps.CES == nil || deps.Writer == nil {
-		return nil, errors.New("daemon: CES and Writer are required")
+	if deps.CES == nil || deps.Pipeline == nil {
+		return nil, errors.New("daemon: CES and Pipeline are required")
 	}
 	if cfg.CallbackURL != "" {
 		u, err := url.Parse(cfg.CallbackURL)
@@ -180,9 +181,6 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 	if cfg.BackoffMax < cfg.BackoffBase {
 		cfg.BackoffMax = cfg.BackoffBase
 	}
-	if cfg.Limits == (wallet.Limits{}) {
-		cfg.Limits = wallet.DefaultLimits()
-	}
 
 	reg, gat := deps.Registerer, deps.Gatherer
 	if reg == nil {
@@ -211,24 +209,23 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 	}
 
 	d := &Daemon{
-		cfg:        cfg,
-		ces:        deps.CES,
-		writer:     deps.Writer,
-		log:        deps.Logger,
-		gatherer:   gat,
-		now:        deps.Now,
-		afterSwap:  deps.AfterSwap,
-		derive:     deps.Derive,
-		m:          m,
-		rnd:        deps.Rand,
-		q:          newQueue(),
-		callback:   deps.Callback,
-		started:    make(chan struct{}),
-		verifyFunc: wallet.Verify,
+		cfg:      cfg,
+		pipeline: deps.Pipeline,
+		ces:      deps.CES,
+		log:      deps.Logger,
+		gatherer: gat,
+		now:      deps.Now,
+		signals:  deps.Signals,
+		m:        m,
+		rnd:      deps.Rand,
+		q:        newQueue(),
+		callback: deps.Callback,
+		started:  make(chan struct{}),
 	}
 	if d.log == nil {
 		d.log = zap.NewNop()
 	}
+
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -237,6 +234,20 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 	}
 	d.hooks = newHookRunner(d)
 	d.reload = newReloader(cfg.ReloadSignal, cfg.ReloadPIDFile, m.reloadSignals, d.log)
+	// Systemd first, so READY=1 is never behind a slow observer.
+	if deps.Systemd.Enabled() {
+		d.systemd = &systemd{n: deps.Systemd, watchdog: deps.Watchdog, ready: d.Ready, log: d.log, now: d.now}
+		d.observers = append(d.observers, d.systemd)
+	}
+	d.observers = append(d.observers, deps.Observers...)
+	// The reader is signalled once the hook, which may prepare what it
+	// reads, has run: by the hook worker when there is a hook.
+	switch {
+	case cfg.OnChange != "":
+		d.observers = append(d.observers, d.hooks)
+	case d.reload != nil:
+		d.observers = append(d.observers, d.reload)
+	}
 	return d, nil
 }
 
@@ -294,17 +305,6 @@ func (d *Daemon) random() float64 {
 	return d.rnd.Float64()
 }
 
-// FetchOnce fetches, validates, derives and writes one generation without
-// starting any part and without retrying: the one-shot `cesd fetch`. A
-// failure leaves the live generation as it was.
-func (d *Daemon) FetchOnce(ctx context.Context) (generation int64, swapped bool, err error) {
-	_, res, _, err := d.fetchAndWrite(ctx)
-	if err == nil && res.Swapped {
-		d.prune()
-	}
-	return res.Generation, res.Swapped, err
-}
-
 // Run runs every part until ctx ends or one fails, then shuts down within
 // ShutdownTimeout. It returns nil on a clean stop. Call it once.
 func (d *Daemon) Run(ctx context.Context) error {
@@ -338,6 +338,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		{"poller", d.runPoller},
 		{"registration", d.runKeeper},
 		{"hooks", d.hooks.run},
+	}
+	if d.signals != nil {
+		parts = append(parts, part{"signals", d.runSignals})
+	}
+	if d.systemd != nil {
+		parts = append(parts, part{"systemd", d.systemd.run})
+		defer d.systemd.stopping() // at the latest before Run returns, so it cannot be lost to exit
 	}
 	if ops != nil {
 		parts = append(parts, part{"ops server", ops.run})
@@ -376,25 +383,30 @@ func (d *Daemon) Run(ctx context.Context) error {
 // loadExisting makes a valid generation already on disk live at once, so a
 // restart is ready before CES answers.
 func (d *Daemon) loadExisting() {
-	m, err := d.verifyFunc(d.cfg.WalletDir)
+	res, err := d.pipeline.Live()
 	if err != nil {
 		d.log.Info("no valid generation on disk yet; fetching the first one", zap.Error(err))
 		return
 	}
-	d.setLive(m.Generation, m.CertificateStartDate, m.CertificateEndDate, m.LastRotationDate)
+	d.setLive(res)
 	d.log.Info("serving the generation already on disk; refreshing in the background",
-		zap.Int64("generation", m.Generation), zap.String("wallet_name", m.WalletName),
-		zap.Time("certificate_end", m.CertificateEndDate))
-	if d.afterSwap != nil {
-		d.afterSwap(SwapEvent{WalletDir: d.cfg.WalletDir, Generation: m.Generation})
+		zap.Int64("generation", res.Generation), zap.String("wallet_name", res.WalletName),
+		zap.Time("certificate_end", res.CertificateEndDate))
+	d.announce(SwapEvent{WalletDir: d.cfg.WalletDir, Generation: res.Generation, Change: ChangeAll, Loaded: true, Result: res})
+}
+
+// announce tells every observer about a live generation, in order.
+func (d *Daemon) announce(ev SwapEvent) {
+	for _, o := range d.observers {
+		o.Swapped(ev)
 	}
 }
 
-func (d *Daemon) setLive(gen int64, start, end, rotation time.Time) {
-	setTS(d.m.start, start)
-	setTS(d.m.expiration, end)
-	setTS(d.m.lastRotation, rotation)
-	d.m.generation.Set(float64(gen))
+func (d *Daemon) setLive(res refresh.Result) {
+	setTS(d.m.start, res.CertificateStartDate)
+	setTS(d.m.expiration, res.CertificateEndDate)
+	setTS(d.m.lastRotation, res.LastRotationDate)
+	d.m.generation.Set(float64(res.Generation))
 	d.ready.Store(true)
 	d.m.ready.Set(1)
 	d.verifyMu.Lock()
@@ -416,5 +428,18 @@ func (d *Daemon) runPoller(ctx context.Context) error {
 			return nil
 		}
 		d.q.add(TriggerPoll, "")
+	}
+}
+
+// runSignals forces a refresh per signal received (SIGHUP).
+func (d *Daemon) runSignals(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case sig := <-d.signals:
+			d.log.Info("signal: refreshing now", zap.Stringer("signal", sig))
+			d.Refresh(TriggerSignal)
+		}
 	}
 }

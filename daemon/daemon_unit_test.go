@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -15,7 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cesd/cesd/ces"
-	"github.com/cesd/cesd/wallet"
+	"github.com/cesd/cesd/daemon/refresh"
 )
 
 type unitRig struct {
@@ -41,12 +40,11 @@ func newUnitRig(t *testing.T, cfg Config, f *fakeCES, w *fakeWriter) *unitRig {
 		cfg.MinInterval = time.Nanosecond
 	}
 	swaps := make(chan SwapEvent, 100)
-	d, err := New(cfg, Deps{CES: f, Writer: w, Logger: zap.New(core),
-		AfterSwap: func(ev SwapEvent) { swaps <- ev }})
+	d, err := New(cfg, Deps{CES: f, Pipeline: newFakePipeline(t, f, w), Logger: zap.New(core),
+		Observers: []Observer{observerFunc(func(ev SwapEvent) { swaps <- ev })}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.verifyFunc = w.verify
 	return &unitRig{d: d, ces: f, w: w, logs: logs, swaps: swaps}
 }
 
@@ -95,7 +93,7 @@ func TestNotReadyUntilFirstGeneration(t *testing.T) {
 	}
 	close(f.block)
 	ev := <-r.swaps
-	if ev.Generation != 1 || ev.Credentials == nil {
+	if ev.Generation != 1 || ev.Loaded {
 		t.Fatalf("swap %+v", ev)
 	}
 	if code, body := r.get(t, "/readyz"); code != 200 {
@@ -111,8 +109,8 @@ func TestRestartIsReadyAtOnce(t *testing.T) {
 	w := &fakeWriter{gen: 4, name: "old"}
 	r := newUnitRig(t, Config{}, f, w)
 	r.start(t)
-	if ev := <-r.swaps; ev.Generation != 4 || ev.Credentials != nil {
-		t.Fatalf("startup AfterSwap %+v, want the on-disk generation 4", ev)
+	if ev := <-r.swaps; ev.Generation != 4 || !ev.Loaded {
+		t.Fatalf("startup swap %+v, want the on-disk generation 4", ev)
 	}
 	if code, body := r.get(t, "/readyz"); code != 200 {
 		t.Fatalf("/readyz %d %q with a wallet on disk", code, body)
@@ -200,7 +198,7 @@ func TestMissedNotificationCounted(t *testing.T) {
 	f.set(func(f *fakeCES) { f.gen = 2 })
 	r.d.Refresh(TriggerPoll)
 	<-r.swaps
-	// The counter is bumped after AfterSwap returns; Run's stop orders it.
+	// The counter is bumped after the observers return; Run's stop orders it.
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -254,14 +252,15 @@ func TestUnregisterOnExit(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	ok := Deps{CES: &fakeCES{}, Writer: &fakeWriter{}}
+	ok := Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, &fakeWriter{})}
 	tests := []struct {
 		name string
 		cfg  Config
 		deps Deps
 	}{
 		{"no wallet dir", Config{}, ok},
-		{"no CES", Config{WalletDir: "/w"}, Deps{Writer: &fakeWriter{}}},
+		{"no CES", Config{WalletDir: "/w"}, Deps{Pipeline: ok.Pipeline}},
+		{"no pipeline", Config{WalletDir: "/w"}, Deps{CES: &fakeCES{}}},
 		{"relative callback", Config{WalletDir: "/w", CallbackURL: "/cb"}, ok},
 		{"ftp callback", Config{WalletDir: "/w", CallbackURL: "ftp://h/cb"}, ok},
 		{"empty extra endpoint", Config{WalletDir: "/w", ExtraEndpoints: []string{""}}, ok},
@@ -286,43 +285,24 @@ func TestRedactEndpoint(t *testing.T) {
 	}
 }
 
-func TestDeriveRunsBeforeWriteAndItsErrorKeepsLive(t *testing.T) {
+// TestStageErrorCountedAndKeepsLive: a payload the pipeline refuses after
+// CES answered is counted under its stage and leaves the live generation.
+func TestStageErrorCountedAndKeepsLive(t *testing.T) {
 	fetched := make(chan error, 100)
 	f := &fakeCES{fetched: fetched}
 	w := &fakeWriter{}
-	failDerive := make(chan bool, 1)
-	failDerive <- false
-	core, _ := observer.New(zap.DebugLevel)
-	swaps := make(chan SwapEvent, 10)
-	d, err := New(Config{WalletDir: t.TempDir(), MinInterval: time.Nanosecond,
-		BackoffBase: time.Hour, BackoffMax: time.Hour},
-		Deps{CES: f, Writer: w, Logger: zap.New(core),
-			AfterSwap: func(ev SwapEvent) { swaps <- ev },
-			Derive: func(p *wallet.Payload, c *ces.Credentials) error {
-				if <-failDerive {
-					return errors.New("no PEM")
-				}
-				p.Derived = map[string]wallet.DerivedFile{"ewallet.pem": {Data: []byte("pem")}}
-				return nil
-			}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.verifyFunc = w.verify
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	<-swaps
+	r := newUnitRig(t, Config{}, f, w)
+	r.d.cfg.BackoffBase, r.d.cfg.BackoffMax = time.Hour, time.Hour // the retry would wait an hour
+	r.start(t)
+	<-r.swaps
 	<-fetched
-	f.set(func(f *fakeCES) { f.gen = 1 })
-	failDerive <- true
-	d.Refresh(TriggerSignal)
+	f.set(func(f *fakeCES) { f.gen, f.empty = 1, true })
+	r.d.Refresh(TriggerSignal)
 	<-fetched
-	eventually(t, "derive error counted", func() bool {
-		return value(t, d.m.refreshErrors.WithLabelValues("derive")) == 1
+	eventually(t, "validate error counted", func() bool {
+		return value(t, r.d.m.refreshErrors.WithLabelValues(string(refresh.StageValidate))) == 1
 	})
-	cancel() // the retry would wait an hour
-	if err := <-done; err != nil {
+	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
 	if g, _ := w.verify(""); g.Generation != 1 {
@@ -334,7 +314,7 @@ func TestRunFailsWhenOpsAddressIsTaken(t *testing.T) {
 	first := newUnitRig(t, Config{}, &fakeCES{}, &fakeWriter{})
 	first.start(t)
 	d, err := New(Config{WalletDir: t.TempDir(), MetricsListen: first.d.OpsAddr()},
-		Deps{CES: &fakeCES{}, Writer: &fakeWriter{}})
+		Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, &fakeWriter{})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +329,7 @@ func TestRunFailsWhenOpsAddressIsTaken(t *testing.T) {
 func TestRegisteredGaugeOnlyWithCallback(t *testing.T) {
 	for _, cb := range []string{"", "https://cesd.example.com/cb"} {
 		reg := prometheus.NewRegistry()
-		if _, err := New(Config{WalletDir: t.TempDir(), CallbackURL: cb}, Deps{CES: &fakeCES{}, Writer: &fakeWriter{}, Registerer: reg}); err != nil {
+		if _, err := New(Config{WalletDir: t.TempDir(), CallbackURL: cb}, Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, &fakeWriter{}), Registerer: reg}); err != nil {
 			t.Fatal(err)
 		}
 		n, err := testutil.GatherAndCount(reg, "cesd_notification_endpoint_registered")

@@ -23,6 +23,7 @@ import (
 
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/ces/cestest"
+	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/notify"
 	"github.com/cesd/cesd/wallet"
 )
@@ -67,27 +68,35 @@ type rigOpts struct {
 }
 
 type rig struct {
-	srv    *cestest.Server
-	client *ces.Client
-	d      *Daemon
-	dir    string
-	cbURL  string
-	logs   *syncBuffer
-	reg    *prometheus.Registry
-	swaps  chan SwapEvent
-	http   *http.Client
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-	runErr error
-	// lastSwap is the unix nanos of the latest AfterSwap (benchmarks).
+	srv      *cestest.Server
+	client   *ces.Client
+	pipeline *refresh.Pipeline
+	d        *Daemon
+	dir      string
+	cbURL    string
+	logs     *syncBuffer
+	reg      *prometheus.Registry
+	swaps    chan seenSwap
+	http     *http.Client
+	cancel   context.CancelFunc
+	done     chan error
+	once     sync.Once
+	runErr   error
+	// lastSwap is the unix nanos of the latest swap observed (benchmarks).
 	lastSwap atomic.Int64
+}
+
+// seenSwap is a swap and, read while the observer ran, the schema
+// passwords it made live.
+type seenSwap struct {
+	ev    SwapEvent
+	creds []byte
 }
 
 func newRig(t testing.TB, o rigOpts) *rig {
 	t.Helper()
 	r := &rig{srv: o.srv, dir: o.dir, logs: o.logs, reg: prometheus.NewRegistry(),
-		swaps: make(chan SwapEvent, 1000),
+		swaps: make(chan seenSwap, 1000),
 		http:  &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}}
 	if r.srv == nil {
 		r.srv = cestest.NewServer(cestest.Options{Seed: 42, SendWalletPassword: true})
@@ -142,14 +151,20 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if o.registerInterval == 0 {
 		o.registerInterval = time.Hour
 	}
-	deps := Deps{CES: r.client, Writer: w, Callback: cb, Logger: log, Registerer: r.reg, Gatherer: r.reg,
-		AfterSwap: func(ev SwapEvent) {
+	r.pipeline, err = refresh.New(refresh.Config{WalletDir: r.dir}, refresh.Deps{CES: r.client, Writer: w, Logger: log, Registerer: r.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := Deps{CES: r.client, Pipeline: r.pipeline, Callback: cb, Logger: log, Registerer: r.reg, Gatherer: r.reg,
+		Observers: []Observer{observerFunc(func(ev SwapEvent) {
 			r.lastSwap.Store(time.Now().UnixNano())
+			seen := seenSwap{ev: ev}
+			seen.creds, _ = os.ReadFile(filepath.Join(ev.WalletDir, "credentials.json"))
 			select {
-			case r.swaps <- ev:
+			case r.swaps <- seen:
 			default:
 			}
-		}}
+		})}}
 	if o.deps != nil {
 		o.deps(&deps)
 	}
@@ -226,11 +241,12 @@ func (r *rig) waitCurrent(t testing.TB) SwapEvent {
 	defer deadline.Stop()
 	for {
 		select {
-		case ev := <-r.swaps:
-			if ev.Credentials != nil && maps.Equal(ev.Credentials.Schemas, want.Schemas) &&
-				ev.Credentials.CertificateEndDate.Equal(want.End) {
+		case seen := <-r.swaps:
+			var schemas map[string]string
+			_ = json.Unmarshal(seen.creds, &schemas)
+			if seen.ev.Result.CertificateEndDate.Equal(want.End) && maps.Equal(schemas, want.Schemas) {
 				r.checkDisk(t, want)
-				return ev
+				return seen.ev
 			}
 		case <-deadline.C:
 			t.Fatalf("generation %d never went live", want.Number)

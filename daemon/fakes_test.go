@@ -6,10 +6,28 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"testing"
 
 	"github.com/cesd/cesd/ces"
+	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/wallet"
 )
+
+// newFakePipeline is the real pipeline on a fake CES and writer; nothing
+// is derived, and the live generation is the writer's.
+func newFakePipeline(t testing.TB, f *fakeCES, w *fakeWriter) *refresh.Pipeline {
+	t.Helper()
+	p, err := refresh.New(refresh.Config{WalletDir: "/w"}, refresh.Deps{CES: f, Writer: w, Verify: w.verify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// observerFunc records swaps.
+type observerFunc func(SwapEvent)
+
+func (f observerFunc) Swapped(ev SwapEvent) { f(ev) }
 
 // fakeCES serves a credentials generation chosen by the test.
 type fakeCES struct {
@@ -21,6 +39,7 @@ type fakeCES struct {
 	registered chan string // told every RegisterEndpoint, when non-nil
 	fetches    int
 	fetched    chan error // told every fetch result, when non-nil
+	empty      bool       // serve a wallet without files
 }
 
 func (f *fakeCES) FetchWallet(context.Context) ([]byte, error) {
@@ -48,6 +67,9 @@ func (f *fakeCES) FetchCredentials(ctx context.Context) (*ces.Credentials, error
 		return nil, f.fetchErr
 	}
 	name := "gen" + string(rune('a'+f.gen%26))
+	if f.empty {
+		return &ces.Credentials{WalletName: name}, nil
+	}
 	return &ces.Credentials{
 		WalletName: name,
 		Schemas:    map[string]string{"APP": "pw-" + name},

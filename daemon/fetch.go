@@ -4,23 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/cesd/cesd/ces"
-	"github.com/cesd/cesd/wallet"
+	"github.com/cesd/cesd/daemon/refresh"
 )
-
-// stageError marks where a refresh failed after CES answered.
-type stageError struct {
-	stage string // "decode", "derive" or "write"
-	err   error
-}
-
-func (e *stageError) Error() string { return e.stage + ": " + e.err.Error() }
-func (e *stageError) Unwrap() error { return e.err }
 
 func (d *Daemon) newRefresher() *refresher {
 	var lastSig string
@@ -73,45 +63,38 @@ func errFields(err error) []zap.Field {
 			fields = append(fields, zap.Duration("retry_after", ce.RetryAfter))
 		}
 	}
-	var se *stageError
+	var se *refresh.Error
 	if errors.As(err, &se) {
-		fields = append(fields, zap.String("stage", se.stage))
+		fields = append(fields, zap.String("stage", string(se.Stage)))
 	}
 	return fields
 }
 
-// errKind is a metric label: CES kinds in snake_case ("rate_limited"), or
-// the local stage that failed.
-func errKind(err error) string {
-	var ce *ces.Error
-	if errors.As(err, &ce) {
-		return strings.ReplaceAll(ce.Kind.String(), " ", "_")
-	}
-	var se *stageError
-	if errors.As(err, &se) {
-		return se.stage
-	}
-	return "other"
-}
-
-// refreshOnce is one fetch: CES, decode, atomic write, then metrics, hook and
-// AfterSwap on a swap. It returns errors for the refresher to log and retry.
+// refreshOnce runs the pipeline for one batch of triggers, then, on a swap,
+// updates the metrics, tells the observers and prunes. It returns errors for
+// the refresher to log and retry.
 func (d *Daemon) refreshOnce(ctx context.Context, b batch) error {
 	start := time.Now()
 	trigger := b.primary()
-	creds, res, phases, err := d.fetchAndWrite(ctx)
-	gen := res.Generation
+	var opts refresh.RunOptions
+	if d.cfg.OnChange != "" {
+		// Before the swap: a running hook may read these files at once.
+		opts.BeforeWrite = d.hooks.remember
+	}
+	res, err := d.pipeline.Run(ctx, opts)
 	dur := time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err // shutting down: not a CES failure
 		}
 		d.m.refreshes.WithLabelValues(trigger, ResultError).Inc()
-		d.m.refreshErrors.WithLabelValues(errKind(err)).Inc()
+		d.m.refreshErrors.WithLabelValues(refresh.Kind(err)).Inc()
 		setTS(d.m.lastError, d.now())
 		return fmt.Errorf("refresh (%s): %w", trigger, err)
 	}
+	d.setLive(res)
 	setTS(d.m.lastSuccess, d.now())
+	gen := res.Generation
 	if !res.Swapped {
 		d.m.refreshes.WithLabelValues(trigger, ResultUnchanged).Inc()
 		d.log.Debug("live generation is current",
@@ -124,26 +107,15 @@ func (d *Daemon) refreshOnce(ctx context.Context, b batch) error {
 	d.log.Info("new generation live",
 		zap.Int64("generation", gen), zap.String("trigger", trigger),
 		zap.Strings("triggers", b.triggerList()), zap.String("change", b.change()),
-		zap.Duration("duration", dur), zap.Duration("fetch_duration", phases.fetch),
-		zap.Duration("write_duration", phases.write))
+		zap.Duration("duration", dur), zap.Duration("fetch_duration", res.Timings.Fetch),
+		zap.Duration("write_duration", res.Timings.Write))
 	if b.triggers == bitPoll && !notified && d.cfg.CallbackURL != "" {
 		d.m.missed.Inc()
 		d.log.Warn("a poll found a rotation that no callback announced; check that CES can reach callback_url",
 			zap.Int64("generation", gen))
 	}
-	// After the metrics, so whoever AfterSwap tells sees them current.
-	ev := SwapEvent{WalletDir: d.cfg.WalletDir, Generation: gen, Change: b.change(), Credentials: creds}
-	if d.afterSwap != nil {
-		d.afterSwap(ev)
-	}
-	// The reader is signalled once the hook, which may prepare what it
-	// reads, has run: by the hook worker when there is a hook.
-	switch {
-	case d.cfg.OnChange != "":
-		d.hooks.schedule(ev)
-	case d.reload != nil:
-		d.reload.signal(gen)
-	}
+	// After the metrics, so whoever is told sees them current.
+	d.announce(SwapEvent{WalletDir: d.cfg.WalletDir, Generation: gen, Change: b.change(), Result: res})
 	d.prune()
 	return nil
 }
@@ -151,78 +123,7 @@ func (d *Daemon) refreshOnce(ctx context.Context, b batch) error {
 // prune removes old generations once the new one is announced, so deleting
 // files never delays a generation going live.
 func (d *Daemon) prune() {
-	if p, ok := d.writer.(Pruner); ok {
-		if err := p.Prune(); err != nil {
-			d.log.Warn("pruning old generations failed; they stay on disk until the next swap", zap.Error(err))
-		}
+	if err := d.pipeline.Prune(); err != nil {
+		d.log.Warn("pruning old generations failed; they stay on disk until the next swap", zap.Error(err))
 	}
-}
-
-// phaseTimes splits a refresh for the log: CES round trip vs disk.
-type phaseTimes struct{ fetch, write time.Duration }
-
-func (d *Daemon) fetchAndWrite(ctx context.Context) (creds *ces.Credentials, res wallet.Result, ph phaseTimes, err error) {
-	start := time.Now()
-	var files map[string][]byte
-	if d.cfg.WalletOnly {
-		var zip []byte
-		zip, err = d.ces.FetchWallet(ctx)
-		ph.fetch = time.Since(start)
-		if err != nil {
-			return nil, res, ph, err
-		}
-		creds = &ces.Credentials{}
-		files, err = wallet.FromZip(zip, d.cfg.Limits)
-	} else {
-		creds, err = d.ces.FetchCredentials(ctx)
-		ph.fetch = time.Since(start)
-		if err != nil {
-			return nil, res, ph, err
-		}
-		files, err = wallet.DecodeFiles(creds.Wallet, d.cfg.Limits)
-	}
-	if err != nil {
-		return nil, res, ph, &stageError{"decode", err}
-	}
-	p := wallet.Payload{
-		WalletName:           creds.WalletName,
-		CertificateStartDate: creds.CertificateStartDate,
-		CertificateEndDate:   creds.CertificateEndDate,
-		LastRotationDate:     creds.LastRotationDate,
-		Files:                files,
-		Schemas:              creds.Schemas,
-	}
-	// Validate before deriving, so that a payload the writer will refuse
-	// is reported as such, not as a file that could not be derived.
-	if _, err := p.Validate(d.cfg.Limits); err != nil {
-		return nil, res, ph, &stageError{"validate", err}
-	}
-	if d.derive != nil {
-		if err := d.derive(&p, creds); err != nil {
-			return nil, res, ph, &stageError{"derive", err}
-		}
-	}
-	if d.cfg.OnChange != "" {
-		// Before the swap: a running hook may read these files at once.
-		d.hooks.remember(secretsOf(creds))
-	}
-	wstart := time.Now()
-	res, err = d.writer.Write(p)
-	ph.write = time.Since(wstart)
-	if err != nil {
-		return nil, res, ph, &stageError{"write", err}
-	}
-	d.setLive(res.Generation, creds.CertificateStartDate, creds.CertificateEndDate, creds.LastRotationDate)
-	return creds, res, ph, nil
-}
-
-func secretsOf(c *ces.Credentials) []string {
-	out := make([]string, 0, len(c.Schemas)+1)
-	for _, p := range c.Schemas {
-		out = append(out, p)
-	}
-	if c.WalletPassword != nil {
-		out = append(out, *c.WalletPassword)
-	}
-	return out
 }

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+
+	"github.com/cesd/cesd/daemon/refresh"
 )
 
 // hookOutputMax caps the hook output logged. hookCaptureMax is what is kept
@@ -70,8 +72,16 @@ func (h *hookRunner) redact(s string) string {
 	return s
 }
 
+// Swapped schedules the hook for a new generation; the one found on disk at
+// startup is not new.
+func (h *hookRunner) Swapped(ev SwapEvent) {
+	if !ev.Loaded {
+		h.schedule(ev)
+	}
+}
+
 func (h *hookRunner) schedule(ev SwapEvent) {
-	ev.Credentials = nil // the job outlives the refresh; keep only what it needs
+	ev.Result = refresh.Result{} // the job outlives the refresh; keep only what it needs
 	h.mu.Lock()
 	h.pending = &hookJob{ev: ev}
 	h.mu.Unlock()

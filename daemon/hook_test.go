@@ -17,7 +17,7 @@ func newHookDaemon(t *testing.T, cmd string, timeout time.Duration) (*Daemon, *o
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	d, err := New(Config{WalletDir: t.TempDir(), OnChange: cmd, HookTimeout: timeout},
-		Deps{CES: &fakeCES{}, Writer: &fakeWriter{}, Logger: zap.New(core)})
+		Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, &fakeWriter{}), Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func (d *Daemon) checkReady() error {
 	d.verifyMu.Lock()
 	defer d.verifyMu.Unlock()
 	if d.verifyAt.IsZero() || time.Since(d.verifyAt) > verifyTTL {
-		_, err := d.verifyFunc(d.cfg.WalletDir)
+		_, err := d.pipeline.Live()
 		d.verifyErr, d.verifyAt = err, time.Now()
 		if err != nil {
 			d.m.ready.Set(0)

@@ -51,6 +51,14 @@ func newReloader(sig syscall.Signal, pidFile string, results *prometheus.Counter
 	return &reloader{sig: sig, pidFile: pidFile, self: os.Getpid(), log: log, results: results, kill: syscall.Kill}
 }
 
+// Swapped signals the reader about a new generation; the one found on disk
+// at startup is what the reader already has.
+func (r *reloader) Swapped(ev SwapEvent) {
+	if !ev.Loaded {
+		r.signal(ev.Generation)
+	}
+}
+
 // signal sends the signal once for generation gen and returns the result.
 func (r *reloader) signal(gen int64) string {
 	pid, result, err := r.readPID()

@@ -179,7 +179,7 @@ func TestReloadSignalFollowsHook(t *testing.T) {
 				cfg.OnChange = `sleep 0.2; echo "$CESD_GENERATION" > ` + marker
 			}
 			fc := &fakeCES{}
-			d, err := New(cfg, Deps{CES: fc, Writer: &fakeWriter{}, Logger: zap.NewNop()})
+			d, err := New(cfg, Deps{CES: fc, Pipeline: newFakePipeline(t, fc, &fakeWriter{}), Logger: zap.NewNop()})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -109,15 +109,21 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
 	}
 	pending := make(chan string, 1) // what the narrator is waiting to see
 
-	obs := &observers{
-		started: func(d *daemon.Daemon) {
-			go func() {
-				select {
-				case <-d.Started():
-				case <-ctx.Done():
-					return
-				}
-				fmt.Fprintf(c.stdout, `cesd demo: a simulated Oracle CES and the real cesd daemon, on this machine only.
+	reg := newRegistry()
+	d, err := buildDaemon(cfg, cc, log.With(zap.String("mode", "demo")), reg, reg,
+		extras{observers: []daemon.Observer{&narrator{say: say, dir: rel(cfg.WalletDir), pending: pending}}})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the banner and the rotator end with the daemon
+	go func() {
+		select {
+		case <-d.Started():
+		case <-ctx.Done():
+			return
+		}
+		fmt.Fprintf(c.stdout, `cesd demo: a simulated Oracle CES and the real cesd daemon, on this machine only.
 
   CES simulator  %s  (in-process, TLS, OAuth2)
   wallet         %s   e.g.  ls -l %[2]s ; cat %[2]s/manifest.json
@@ -130,25 +136,9 @@ CES rotates every %s; each rotation calls cesd back, and cesd swaps the new
 generation in atomically. Press Ctrl-C to stop.
 
 `, sim.URL, rel(cfg.WalletDir), d.OpsAddr(), callback, rel(logFile), rel(hookLog), every)
-			}()
-		},
-		afterSwap: func(ev daemon.SwapEvent) {
-			what := "fetched the first generation from CES"
-			if ev.Credentials == nil {
-				what = "found a valid generation on disk; serving it while checking CES"
-			} else {
-				select {
-				case w := <-pending:
-					what = w
-				default:
-				}
-			}
-			say("generation %d is live in %s: %s", ev.Generation, rel(cfg.WalletDir), what)
-		},
-	}
-
+	}()
 	go c.rotate(ctx, sim, every, pending, say)
-	err = runDaemon(ctx, cfg, cc, log.With(zap.String("mode", "demo")), obs)
+	err = d.Run(ctx)
 	fmt.Fprintf(c.stdout, "\nstopped. The last wallet stays in %s; logs are in %s.\n", rel(cfg.WalletDir), rel(logFile))
 	return err
 }
@@ -206,4 +196,25 @@ func freePort() (string, error) {
 	defer l.Close()
 	_, port, err := net.SplitHostPort(l.Addr().String())
 	return port, err
+}
+
+// narrator tells the demo's user each generation that goes live, and why.
+type narrator struct {
+	say     func(format string, a ...any)
+	dir     string
+	pending chan string // what the narrator is waiting to see
+}
+
+func (n *narrator) Swapped(ev daemon.SwapEvent) {
+	what := "fetched the first generation from CES"
+	if ev.Loaded {
+		what = "found a valid generation on disk; serving it while checking CES"
+	} else {
+		select {
+		case w := <-n.pending:
+			what = w
+		default:
+		}
+	}
+	n.say("generation %d is live in %s: %s", ev.Generation, n.dir, what)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"go.uber.org/zap"
+
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon/doctor"
 )
@@ -28,6 +30,10 @@ func (c *cli) cmdDoctor(ctx context.Context, args []string) int {
 		return c.fail(err)
 	}
 	defer client.CloseIdleConnections()
+	dry, err := newPipeline(cfg, client, nil, nil, zap.NewNop())
+	if err != nil {
+		return c.fail(err)
+	}
 	rs := doctor.Run(ctx, doctor.Config{
 		BaseURL:     cfg.BaseURL,
 		RetailHome:  cfg.RetailHome,
@@ -37,7 +43,7 @@ func (c *cli) cmdDoctor(ctx context.Context, args []string) int {
 		CallbackURL: cfg.CallbackURL,
 		Listen:      cfg.Listen,
 		Timeout:     cfg.RequestTimeout,
-	}, doctor.Deps{CES: client})
+	}, doctor.Deps{CES: client, DryRun: dry})
 	doctor.Print(c.stdout, rs)
 	if doctor.Failed(rs) {
 		return exitFail

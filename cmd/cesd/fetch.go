@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/cesd/cesd/wallet"
+	"github.com/cesd/cesd/ces"
 )
 
 // cmdFetch fetches once and writes one generation: the init-container and
@@ -28,31 +26,31 @@ func (c *cli) cmdFetch(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	// The same wiring as cesd run, so a one-shot fetch validates, derives and
-	// writes exactly as the daemon does (owner and modes included); no
-	// listener, hook, reload signal or registration.
-	once := *cfg
-	once.CallbackURL, once.ExtraEndpoints, once.OnChange, once.MetricsListen = "", nil, "", ""
-	once.ReloadSignal, once.ReloadPIDFile = 0, ""
-	reg := prometheus.NewRegistry()
-	d, err := buildDaemon(&once, cc, log, reg, reg, &observers{})
+	client, err := ces.New(cc)
+	if err != nil {
+		return c.fail(fmt.Errorf("ces client: %w", err))
+	}
+	defer client.CloseIdleConnections()
+	w, err := newWriter(cfg, log)
 	if err != nil {
 		return c.fail(err)
 	}
-	gen, swapped, err := d.FetchOnce(ctx)
+	// The same pipeline as cesd run: a one-shot fetch validates, derives and
+	// writes exactly as the daemon does (owner and modes included).
+	p, err := newPipeline(cfg, client, w, nil, log)
 	if err != nil {
 		return c.fail(err)
 	}
-	m, err := wallet.ReadManifest(cfg.WalletDir)
+	res, err := p.RunOnce(ctx)
 	if err != nil {
 		return c.fail(err)
 	}
 	state := "written"
-	if !swapped {
+	if !res.Swapped {
 		state = "unchanged"
 	}
 	fmt.Fprintf(c.stdout, "generation %d %s in %s (wallet %s, certificate ends %s, %d days left)\n",
-		gen, state, cfg.WalletDir, m.WalletName,
-		m.CertificateEndDate.UTC().Format(time.RFC3339), daysLeft(m.CertificateEndDate, time.Now()))
+		res.Generation, state, cfg.WalletDir, res.WalletName,
+		res.CertificateEndDate.UTC().Format(time.RFC3339), daysLeft(res.CertificateEndDate, time.Now()))
 	return exitOK
 }

@@ -60,7 +60,7 @@ func registeredMetrics(t *testing.T) map[string]bool {
 	reg := prometheus.NewRegistry()
 	rec := &recorder{Registerer: reg, names: map[string]bool{}}
 	rec.MustRegister(prometheusCollectors()...)
-	if _, err := buildDaemon(cfg, cc, zap.NewNop(), rec, reg, &observers{}); err != nil {
+	if _, err := buildDaemon(cfg, cc, zap.NewNop(), rec, reg, extras{}); err != nil {
 		t.Fatal(err)
 	}
 	return rec.names

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/cesd/cesd/daemon"
 	"github.com/cesd/cesd/daemon/sdnotify"
 	"github.com/cesd/cesd/notify"
-	"github.com/cesd/cesd/wallet"
 	"github.com/cesd/cesd/wallet/certinfo"
 )
 
@@ -40,7 +38,15 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	env := func(k string) string { v, _ := c.env(k); return v }
 	sd := sdnotify.New(env("NOTIFY_SOCKET"))
 	watchdog, _ := sd.WatchdogInterval(env("WATCHDOG_USEC"), env("WATCHDOG_PID"), os.Getpid())
-	if err := runDaemon(ctx, cfg, cc, log, &observers{sd: sd, watchdog: watchdog}); err != nil {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reg := newRegistry()
+	d, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup})
+	if err == nil {
+		err = d.Run(ctx)
+	}
+	if err != nil {
 		log.Error("cesd stopped with an error", zap.Error(err))
 		return exitFail
 	}
@@ -59,132 +65,45 @@ func prometheusCollectors() []prometheus.Collector {
 	return []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
 }
 
-// observers are told about the daemon's life: the demo narrates, systemd
-// gets sd_notify messages.
-type observers struct {
-	started   func(*daemon.Daemon)
-	afterSwap func(daemon.SwapEvent)
-	sd        *sdnotify.Notifier // nil: not under systemd
+// extras are what a command adds to the daemon beyond the config: systemd,
+// SIGHUP, more swap observers (the demo's narrator).
+type extras struct {
+	systemd   *sdnotify.Notifier // nil: not under systemd
 	watchdog  time.Duration      // WatchdogSec; 0: no watchdog
-	stopOnce  sync.Once
+	signals   <-chan os.Signal   // each forces a refresh
+	observers []daemon.Observer
 }
 
-// systemd tells systemd that cesd is ready once a generation is live, what
-// is live after each swap, and that it is stopping.
-func (o *observers) systemd(ctx context.Context, d *daemon.Daemon, log *zap.Logger) {
-	if !o.sd.Enabled() {
-		return
-	}
-	then := o.afterSwap
-	var ready bool
-	o.afterSwap = func(ev daemon.SwapEvent) {
-		if !ready {
-			ready = true
-			if err := o.sd.Ready(); err != nil {
-				log.Warn("sd_notify READY failed", zap.Error(err))
-			}
-		}
-		status := fmt.Sprintf("generation %d live", ev.Generation)
-		if m, err := wallet.ReadManifest(ev.WalletDir); err == nil && !m.CertificateEndDate.IsZero() {
-			status += fmt.Sprintf(", expires in %d days", daysLeft(m.CertificateEndDate, time.Now()))
-		}
-		_ = o.sd.Status(status)
-		if then != nil {
-			then(ev)
-		}
-	}
-	// The watchdog is pinged at half its period, only while a valid
-	// generation is live: a wedged or walletless cesd gets restarted.
-	go o.sd.Keepalive(ctx, o.watchdog/2, d.Ready)
-	go func() {
-		<-ctx.Done()
-		o.stopping()
-	}()
-}
-
-// stopping sends STOPPING=1 once: as soon as shutdown starts, and at the
-// latest before runDaemon returns, so the message cannot be lost to exit.
-func (o *observers) stopping() {
-	o.stopOnce.Do(func() { _ = o.sd.Stopping() })
-}
-
-// runDaemon builds the daemon on a fresh registry and runs it until ctx
-// ends; SIGHUP forces a refresh.
-func runDaemon(ctx context.Context, cfg *Config, cc ces.Config, log *zap.Logger, obs *observers) error {
-	// The helpers below end with ctx; end it when Run does, too.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	reg := newRegistry()
-	d, err := buildDaemon(cfg, cc, log, reg, reg, obs)
-	if err != nil {
-		return err
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-hup:
-				log.Info("SIGHUP: refreshing now")
-				d.Refresh(daemon.TriggerSignal)
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	obs.systemd(ctx, d, log)
-	if obs.started != nil {
-		obs.started(d)
-	}
-	defer obs.stopping()
-	return d.Run(ctx)
-}
-
-// buildDaemon wires ces, wallet, certinfo, notify and daemon. Every metric
-// lands on reg, which /metrics serves through gat.
-func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Registerer, gat prometheus.Gatherer, obs *observers) (*daemon.Daemon, error) {
+// buildDaemon wires ces, wallet, the refresh pipeline, certinfo, notify and
+// daemon. Every metric lands on reg, which /metrics serves through gat.
+func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Registerer, gat prometheus.Gatherer, ex extras) (*daemon.Daemon, error) {
 	cc.Registerer = reg
 	client, err := ces.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("ces client: %w", err)
 	}
-	id, err := processIdentity()
+	w, err := newWriter(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkAccess(cfg.Access, id); err != nil {
-		return nil, err
-	}
-	w, err := wallet.NewWriter(walletConfig(cfg), log.Named("wallet"))
+	pipeline, err := newPipeline(cfg, client, w, reg, log)
 	if err != nil {
-		return nil, fmt.Errorf("wallet folder: %w", err)
+		return nil, err
 	}
 	certs, err := certinfo.NewExporter(reg, log.Named("certs"))
 	if err != nil {
 		return nil, err
 	}
-	deriver, err := newDeriver(cfg, reg, log.Named("derive"))
-	if err != nil {
-		return nil, err
-	}
-	pw := &walletPasswords{configured: cfg.WalletPassword}
 	d, err := daemon.New(daemonConfig(cfg), daemon.Deps{
+		Pipeline:   pipeline,
 		CES:        client,
-		Writer:     w,
 		Logger:     log,
 		Registerer: reg,
 		Gatherer:   gat,
-		Derive: func(p *wallet.Payload, creds *ces.Credentials) error {
-			deriver.Derive(p, pw.update(creds))
-			return nil // a file that cannot be derived is counted and left out, never blocking
-		},
-		AfterSwap: func(ev daemon.SwapEvent) {
-			certs.Update(ev.WalletDir, pw.update(ev.Credentials))
-			if obs.afterSwap != nil {
-				obs.afterSwap(ev)
-			}
-		},
+		Observers:  append([]daemon.Observer{certObserver{certs}}, ex.observers...),
+		Signals:    ex.signals,
+		Systemd:    ex.systemd,
+		Watchdog:   ex.watchdog,
 	})
 	if err != nil {
 		return nil, err
@@ -225,7 +144,5 @@ func daemonConfig(cfg *Config) daemon.Config {
 		UnregisterOnExit: cfg.UnregisterOnExit,
 		MetricsListen:    cfg.MetricsListen,
 		ShutdownTimeout:  cfg.ShutdownTimeout,
-		Limits:           wallet.DefaultLimits(),
-		WalletOnly:       cfg.WalletOnly,
 	}
 }

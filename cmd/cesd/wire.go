@@ -11,8 +11,10 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/cesd/cesd/ces"
+	"github.com/cesd/cesd/daemon"
+	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/wallet"
-	"github.com/cesd/cesd/wallet/derive"
+	"github.com/cesd/cesd/wallet/certinfo"
 )
 
 // newLogger builds the process logger: JSON by default, because journald and
@@ -74,26 +76,46 @@ func walletConfig(cfg *Config) wallet.Config {
 	}
 }
 
-// walletPasswords picks the password that opens ewallet.p12: CES's
-// walletPassword when it sends one (kept in memory only, never written), else
-// wallet_password_file.
-type walletPasswords struct{ configured, fromCES string }
-
-func (w *walletPasswords) update(creds *ces.Credentials) string {
-	if creds != nil && creds.WalletPassword != nil && *creds.WalletPassword != "" {
-		w.fromCES = *creds.WalletPassword
+// newWriter opens the wallet folder for writing, once cesd is known to be
+// able to give its files the configured owner and group.
+func newWriter(cfg *Config, log *zap.Logger) (*wallet.Writer, error) {
+	id, err := processIdentity()
+	if err != nil {
+		return nil, err
 	}
-	if w.fromCES != "" {
-		return w.fromCES
+	if err := checkAccess(cfg.Access, id); err != nil {
+		return nil, err
 	}
-	return w.configured
+	w, err := wallet.NewWriter(walletConfig(cfg), log.Named("wallet"))
+	if err != nil {
+		return nil, fmt.Errorf("wallet folder: %w", err)
+	}
+	return w, nil
 }
 
-func newDeriver(cfg *Config, reg prometheus.Registerer, log *zap.Logger) (*derive.Deriver, error) {
-	return derive.NewDeriver(derive.Options{
-		WalletDir:     cfg.WalletDir,
-		RewriteSQLNet: cfg.RewriteSQLNet,
-		PEM:           cfg.EWalletPEM,
-		PEMPassword:   cfg.PEMPassword,
-	}, reg, log)
+func refreshConfig(cfg *Config) refresh.Config {
+	return refresh.Config{
+		WalletDir:      cfg.WalletDir,
+		WalletOnly:     cfg.WalletOnly,
+		Limits:         wallet.DefaultLimits(),
+		WalletPassword: cfg.WalletPassword,
+		RewriteSQLNet:  cfg.RewriteSQLNet,
+		PEM:            cfg.EWalletPEM,
+		PEMPassword:    cfg.PEMPassword,
+	}
 }
+
+// newPipeline builds the refresh pipeline on the CES client; w nil makes a
+// dry run (doctor).
+func newPipeline(cfg *Config, client *ces.Client, w *wallet.Writer, reg prometheus.Registerer, log *zap.Logger) (*refresh.Pipeline, error) {
+	deps := refresh.Deps{CES: client, Logger: log, Registerer: reg}
+	if w != nil {
+		deps.Writer = w
+	}
+	return refresh.New(refreshConfig(cfg), deps)
+}
+
+// certObserver keeps the certificate metrics current.
+type certObserver struct{ *certinfo.Exporter }
+
+func (c certObserver) Swapped(ev daemon.SwapEvent) { c.Update(ev.WalletDir, ev.Result.WalletPassword) }

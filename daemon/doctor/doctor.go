@@ -21,8 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cesd/cesd/ces"
-	"github.com/cesd/cesd/wallet"
+	"github.com/cesd/cesd/daemon/refresh"
 )
 
 // Status is the outcome of one check.
@@ -61,12 +60,19 @@ type Config struct {
 type CES interface {
 	CheckToken(ctx context.Context) error
 	ListEndpoints(ctx context.Context) ([]string, error)
-	FetchCredentials(ctx context.Context) (*ces.Credentials, error)
+}
+
+// DryRun is a refresh pipeline built without a writer (*refresh.Pipeline):
+// it fetches, decodes, validates and derives exactly as cesd run does, and
+// writes nothing.
+type DryRun interface {
+	Run(ctx context.Context, opts refresh.RunOptions) (refresh.Result, error)
 }
 
 // Deps are injectable for tests; nil fields use the real network.
 type Deps struct {
 	CES      CES
+	DryRun   DryRun
 	LookupIP func(ctx context.Context, host string) ([]net.IP, error)
 	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	Now      func() time.Time
@@ -344,28 +350,27 @@ func (r *run) fetch(ctx context.Context, tokenOK bool) {
 		r.add(name, Skip, "needs a token, and the IAM token check failed", "")
 		return
 	}
-	creds, err := r.deps.CES.FetchCredentials(ctx)
-	if err != nil {
-		r.add(name, Fail, err.Error(), hint(err, ""))
+	res, err := r.deps.DryRun.Run(ctx, refresh.RunOptions{})
+	var re *refresh.Error
+	switch {
+	case errors.As(err, &re) && re.Stage == refresh.StageFetch:
+		r.add(name, Fail, re.Err.Error(), hint(err, ""))
+		return
+	case err != nil:
+		r.add(name, Fail, "CES sent a wallet cesd would reject: "+err.Error(), "a previous generation would stay live; if it persists, open a ticket with Oracle")
 		return
 	}
-	lim := wallet.DefaultLimits()
-	files, err := wallet.DecodeFiles(creds.Wallet, lim)
-	if err == nil {
-		var warns []string
-		p := wallet.Payload{WalletName: creds.WalletName, Files: files, Schemas: creds.Schemas}
-		if warns, err = p.Validate(lim); err == nil {
-			detail := fmt.Sprintf("wallet %s: %d files, %d schemas, valid until %s (nothing written)",
-				creds.WalletName, len(files), len(creds.Schemas), creds.CertificateEndDate.Format("2006-01-02"))
-			if len(warns) > 0 {
-				r.add(name, Warn, detail+"; "+strings.Join(warns, "; "), "")
-				return
-			}
-			r.add(name, OK, detail, "")
-			return
-		}
+	detail := fmt.Sprintf("wallet %s: %d files, %d schemas, valid until %s (nothing written)",
+		res.WalletName, len(res.Files), len(res.Schemas), res.CertificateEndDate.Format("2006-01-02"))
+	warns := res.Warnings
+	if derr := res.Derived.Err(); derr != nil {
+		warns = append(warns, derr.Error())
 	}
-	r.add(name, Fail, "CES sent a wallet cesd would reject: "+err.Error(), "a previous generation would stay live; if it persists, open a ticket with Oracle")
+	if len(warns) > 0 {
+		r.add(name, Warn, detail+"; "+strings.Join(warns, "; "), "")
+		return
+	}
+	r.add(name, OK, detail, "")
 }
 
 func (r *run) callback() {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/ces/cestest"
+	"github.com/cesd/cesd/daemon/refresh"
 )
 
 type setup struct {
@@ -127,6 +128,11 @@ func TestDoctorPinpointsEachMisconfiguration(t *testing.T) {
 			}
 			defer client.CloseIdleConnections()
 			s.dep.CES = client
+			dry, err := refresh.New(refresh.DefaultConfig(), refresh.Deps{CES: client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.dep.DryRun = dry
 			rs := Run(t.Context(), s.cfg, s.dep)
 			got := find(rs, tc.check)
 			if got.Status != tc.want || !strings.Contains(got.Fix+got.Detail, tc.fix) {
