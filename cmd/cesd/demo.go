@@ -58,6 +58,11 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
 	if err := os.WriteFile(caFile, sim.CACertPEM(), 0o600); err != nil {
 		return err
 	}
+	// The hook appends with the shell's umask; create its log 0600 first,
+	// like every other file the demo writes.
+	if err := createPrivate(hookLog); err != nil {
+		return err
+	}
 	cbPort, err := freePort()
 	if err != nil {
 		return err
@@ -79,7 +84,7 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
 		"--listen", "127.0.0.1:" + cbPort, "--callback-url", callback,
 		"--extra-endpoints", "mailto:dba-oncall@example.com",
 		"--metrics-listen", "127.0.0.1:" + opsPort,
-		"--poll-interval", "15s", "--register-interval", "20s", "--min-interval", "100ms",
+		"--poll-interval", (3 * every).String(), "--register-interval", (4 * every).String(), "--min-interval", "100ms",
 		"--on-change", `echo "$(date +%T) generation $CESD_GENERATION live, change=$CESD_CHANGE" >> ` + strconv.Quote(hookLog),
 		"--log-level", "debug", "--config", "",
 	}, noEnv, needs{ces: true, wallet: true})
@@ -108,10 +113,11 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
 		return p
 	}
 	pending := make(chan string, 1) // what the narrator is waiting to see
+	swapped := make(chan string, 8) // the wallet name of every swap, so the rotator can wait for the poll
 
 	reg := newRegistry()
 	d, err := buildDaemon(cfg, cc, log.With(zap.String("mode", "demo")), reg, reg,
-		extras{observers: []daemon.Observer{&narrator{say: say, dir: rel(cfg.WalletDir), pending: pending}}})
+		extras{observers: []daemon.Observer{&narrator{say: say, dir: rel(cfg.WalletDir), sim: sim, pending: pending, swapped: swapped}}})
 	if err != nil {
 		return err
 	}
@@ -133,19 +139,22 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
   on_change      %s   (the hook appends a line per new generation)
 
 CES rotates every %s; each rotation calls cesd back, and cesd swaps the new
-generation in atomically. Press Ctrl-C to stop.
+generation in atomically. Every fourth callback is lost on purpose: cesd's
+fallback poll (every %s) finds that rotation instead. Press Ctrl-C to stop.
 
-`, sim.URL, rel(cfg.WalletDir), d.OpsAddr(), callback, rel(logFile), rel(hookLog), every)
+`, sim.URL, rel(cfg.WalletDir), d.OpsAddr(), callback, rel(logFile), rel(hookLog), every, cfg.PollInterval)
 	}()
-	go c.rotate(ctx, sim, every, pending, say)
+	go c.rotate(ctx, sim, every, cfg.PollInterval, pending, swapped, say)
 	err = d.Run(ctx)
 	fmt.Fprintf(c.stdout, "\nstopped. The last wallet stays in %s; logs are in %s.\n", rel(cfg.WalletDir), rel(logFile))
 	return err
 }
 
 // rotate plays CES: it rotates on a timer, cycling through the change kinds,
-// and every fourth time loses the callback to show the poll catching it.
-func (c *cli) rotate(ctx context.Context, sim *cestest.Server, every time.Duration, pending chan string, say func(string, ...any)) {
+// and every fourth time loses the callback. It then rotates no more until
+// cesd has swapped that generation in, so what the narration announces (the
+// poll finds it) is what happens, not a later callback covering for it.
+func (c *cli) rotate(ctx context.Context, sim *cestest.Server, every, poll time.Duration, pending, swapped chan string, say func(string, ...any)) {
 	kinds := []string{"credentials", "wallet", "all"}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -160,18 +169,45 @@ func (c *cli) rotate(ctx context.Context, sim *cestest.Server, every time.Durati
 		note := "CES rotated " + describe(kind) + " and called back"
 		if lost {
 			sim.SetFault(cestest.OpCallback, cestest.Fault{Kind: cestest.LoseCallbacks, Times: 1})
-			note = "CES rotated " + describe(kind) + " but the callback was lost; the fallback poll caught it"
+			note = "CES rotated " + describe(kind) + ", the callback was lost, and the fallback poll found it"
 		}
 		select {
 		case <-pending:
 		default:
 		}
+	drain:
+		for {
+			select {
+			case <-swapped:
+			default:
+				break drain
+			}
+		}
 		pending <- note
 		gen := sim.Rotate(kind)
-		if lost {
-			say("CES rotated to its generation %d (change=%s) and LOST the callback: wait for the poll", gen, kind)
-		} else {
+		if !lost {
 			say("CES rotated to its generation %d (change=%s)", gen, kind)
+			continue
+		}
+		say("CES rotated to its generation %d (change=%s) and the callback was LOST; cesd's next poll (within %s) will find it", gen, kind, poll+poll/10)
+		if !awaitSwap(ctx, swapped, sim.Current().WalletName) {
+			return
+		}
+		t.Reset(every)
+	}
+}
+
+// awaitSwap waits until the wallet named name is swapped in; false if ctx
+// ended first.
+func awaitSwap(ctx context.Context, swapped <-chan string, name string) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case got := <-swapped:
+			if got == name {
+				return true
+			}
 		}
 	}
 }
@@ -186,6 +222,17 @@ func describe(kind string) string {
 	return "passwords and certificates"
 }
 
+// createPrivate creates an empty file readable by its owner only, or
+// tightens an existing one.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Chmod(0o600)
+}
+
 // freePort asks the kernel for a free loopback port. The demo needs the
 // callback port before the listener exists, to build callback_url.
 func freePort() (string, error) {
@@ -198,18 +245,24 @@ func freePort() (string, error) {
 	return port, err
 }
 
-// narrator tells the demo's user each generation that goes live, and why.
+// narrator tells the demo's user each generation that goes live, and why,
+// and tells the rotator which wallet went live.
 type narrator struct {
 	say     func(format string, a ...any)
 	dir     string
+	sim     *cestest.Server
 	pending chan string // what the narrator is waiting to see
+	swapped chan string // the wallet name of each swap
 }
 
 func (n *narrator) Swapped(ev daemon.SwapEvent) {
 	what := "fetched the first generation from CES"
-	if ev.Loaded {
+	switch {
+	case ev.Loaded:
 		what = "found a valid generation on disk; serving it while checking CES"
-	} else {
+	case ev.Result.WalletName != n.sim.Current().WalletName:
+		what = "caught up with an earlier rotation; the newest follows"
+	default:
 		select {
 		case w := <-n.pending:
 			what = w
@@ -217,4 +270,8 @@ func (n *narrator) Swapped(ev daemon.SwapEvent) {
 		}
 	}
 	n.say("generation %d is live in %s: %s", ev.Generation, n.dir, what)
+	select {
+	case n.swapped <- ev.Result.WalletName:
+	default:
+	}
 }

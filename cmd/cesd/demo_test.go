@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,8 +11,9 @@ import (
 	"github.com/cesd/cesd/wallet"
 )
 
-// TestDemo runs the zero-config demo until it has narrated a rotation, then
-// stops it as Ctrl-C would.
+// TestDemo runs the zero-config demo until the fallback poll has found a
+// rotation whose callback was lost, as the narration promised, then stops
+// it as Ctrl-C would.
 func TestDemo(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	out := &syncWriter{w: &strings.Builder{}}
@@ -22,7 +24,7 @@ func TestDemo(t *testing.T) {
 	go func() { exited <- c.cmdDemo(ctx, []string{"--dir", dir, "--rotate-every", "1s"}) }()
 
 	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(out.String(), "generation 2 is live") {
+	for !strings.Contains(out.String(), "the fallback poll found it") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no rotation narrated:\n%s", out.String())
 		}
@@ -36,12 +38,21 @@ func TestDemo(t *testing.T) {
 	if code := <-exited; code != exitOK {
 		t.Fatalf("exit %d:\n%s", code, out.String())
 	}
-	for _, want := range []string{"CES simulator", "metrics", "Ctrl-C", "called back", "stopped."} {
+	for _, want := range []string{"CES simulator", "metrics", "Ctrl-C", "called back", "callback was LOST; cesd's next poll", "stopped."} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("narration lacks %q:\n%s", want, out.String())
 		}
 	}
 	if _, err := wallet.Verify(filepath.Join(dir, "wallet")); err != nil {
 		t.Fatalf("demo wallet: %v", err)
+	}
+	for _, f := range []string{"hook.log", "cesd.log", "client_secret", "ces-ca.pem"} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", f, fi.Mode().Perm())
+		}
 	}
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -178,5 +181,73 @@ func TestEveryMissingKeyInOneRun(t *testing.T) {
 	}
 	if strings.Contains(errb, "from default") {
 		t.Errorf("a missing key is blamed on its default:\n%s", errb)
+	}
+}
+
+// TestDocumentedBuildsStampTheCommit: Go's VCS stamping is off in many
+// builds (go run, GOFLAGS=-buildvcs=false, a tarball, a container build
+// without .git), so every build command users are shown passes the commit.
+func TestDocumentedBuildsStampTheCommit(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md", "../../Dockerfile")
+	seen := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One logical line per command: join shell continuations.
+		for _, line := range strings.Split(strings.ReplaceAll(string(data), "\\\n", " "), "\n") {
+			if !strings.Contains(line, "go build") || !strings.Contains(line, "./cmd/cesd") {
+				continue
+			}
+			seen++
+			if !strings.Contains(line, "-X main.commit=") {
+				t.Errorf("%s: build command without -ldflags -X main.commit=...: %s", f, strings.TrimSpace(line))
+			}
+		}
+	}
+	if seen < 3 {
+		t.Fatalf("found %d documented build commands; the README, deploy-systemd.md and the Dockerfile have one each", seen)
+	}
+}
+
+func TestVersionNamesTheCommit(t *testing.T) {
+	code, out, _ := runEnviron([]string{"version"}, nil)
+	if code != exitOK || !strings.Contains(out, "(commit ") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if buildCommit() == "" {
+		t.Fatal("empty commit")
+	}
+}
+
+// TestDocsStandAlone: the docs ship with the repository, so they must not
+// lean on files that do not, and every relative link must resolve.
+func TestDocsStandAlone(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md", "../../deploy/prometheus/cesd-rules.yaml", "../../deploy/grafana/cesd.json")
+	link := regexp.MustCompile(`\]\(([^)#\s]+)(#[^)\s]*)?\)`)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(data), "PRODUCT.md") {
+			t.Errorf("%s cites PRODUCT.md, which is not in the repository", f)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(data), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(f), target)); err != nil {
+				t.Errorf("%s links to %s, which does not exist", f, target)
+			}
+		}
+	}
+	readme, _ := os.ReadFile("../../README.md")
+	if !strings.Contains(string(readme), "(docs/troubleshooting.md)") {
+		t.Error("the README does not link docs/troubleshooting.md")
 	}
 }

@@ -159,5 +159,5 @@ func buildCommit() string {
 			}
 		}
 	}
-	return "unknown"
+	return `unknown: build with -ldflags "-X main.commit=$(git rev-parse HEAD)"`
 }

@@ -25,7 +25,7 @@ esac
 cmd=${cmd//\/out\/cesd/$work\/cesd}
 echo "build: $cmd"
 VERSION=$version COMMIT=0000000 TARGETOS=linux TARGETARCH=$(go env GOARCH) bash -c "set -e; $cmd"
-"$work/cesd" version | grep -q "$version" || { echo "check: version ldflags not applied" >&2; exit 1; }
+"$work/cesd" version | grep -q "$version (commit 0000000," || { echo "check: version and commit ldflags not applied" >&2; exit 1; }
 echo "ldflags: ok"
 
 # 2. Static.
@@ -38,8 +38,8 @@ esac
 # 3. Non-root on a read-only root. The layout mirrors distroless static:
 # /etc/passwd with nonroot 65532, CA certificates, no /bin/sh.
 if docker info >/dev/null 2>&1; then
-  docker build --build-arg VERSION="$version" -t cesd:check .
-  docker run --rm --read-only --user 65532:65532 cesd:check version | grep -q "$version"
+  docker build --build-arg VERSION="$version" --build-arg COMMIT=0000000 -t cesd:check .
+  docker run --rm --read-only --user 65532:65532 cesd:check version | grep -q "$version (commit 0000000,"
   test "$(docker image inspect -f '{{.Config.User}}' cesd:check)" = "65532:65532"
   echo "docker image: ok"
 fi
