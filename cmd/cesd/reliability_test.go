@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(readerEnv) != "" {
 		os.Exit(m.Run()) // the reader process: no binary needed
 	}
+	if code, ok := childMode(); ok {
+		os.Exit(code) // a reader of readers_test.go, as another user
+	}
 	dir, err := os.MkdirTemp("", "cesd-reliability-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
