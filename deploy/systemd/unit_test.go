@@ -144,3 +144,42 @@ func TestReloadChain(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Readers under another user: sysusers makes the group, cesd's drop-in makes
+// it cesd's primary group (PrivateUsers=yes maps no other) and sets group and
+// file_mode, and the app's drop-in joins it and points TNS_ADMIN at the wallet.
+func TestReadersDropIns(t *testing.T) {
+	data, err := os.ReadFile("cesd.sysusers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(strings.Split(string(data), "\n"), func(l string) bool {
+		f := strings.Fields(l)
+		return len(f) >= 2 && f[0] == "g" && f[1] == "cesd-readers"
+	}) {
+		t.Error("cesd.sysusers: no g line making cesd-readers")
+	}
+	cesd := parse(t, "readers.conf")["Service"]
+	for _, tc := range []struct{ key, want string }{
+		{"Group", "cesd-readers"},
+		{"StateDirectoryMode", "0750"},
+		{"Environment", "CESD_GROUP=cesd-readers CESD_FILE_MODE=0640"},
+	} {
+		if !slices.Equal(cesd[tc.key], []string{tc.want}) {
+			t.Errorf("readers.conf: want %s=%s, have %q", tc.key, tc.want, cesd[tc.key])
+		}
+	}
+	if _, ok := cesd["SupplementaryGroups"]; ok {
+		t.Error("readers.conf: SupplementaryGroups= cannot work under PrivateUsers=yes; the group must be Group=")
+	}
+	app := parse(t, "my-app-wallet.conf")
+	if !slices.Equal(app["Service"]["SupplementaryGroups"], []string{"cesd-readers"}) {
+		t.Errorf("my-app-wallet.conf: want SupplementaryGroups=cesd-readers, have %q", app["Service"]["SupplementaryGroups"])
+	}
+	if !slices.Equal(app["Service"]["Environment"], []string{"TNS_ADMIN=/var/lib/cesd/wallet"}) {
+		t.Errorf("my-app-wallet.conf: want Environment=TNS_ADMIN=/var/lib/cesd/wallet, have %q", app["Service"]["Environment"])
+	}
+	if !slices.Contains(app["Unit"]["After"], "cesd.service") {
+		t.Error("my-app-wallet.conf: the app must start After=cesd.service, once a wallet is live")
+	}
+}
