@@ -29,8 +29,11 @@ import (
 
 // Defaults applied by New.
 const (
-	DefaultTimeout      = 30 * time.Second
-	DefaultMaxBodyBytes = 32 << 20
+	DefaultTimeout = 30 * time.Second
+	// DefaultMaxBodyBytes caps an answer. A real credentials answer is
+	// tens of KiB (a wallet's files are a few KiB each); the cap keeps
+	// the worst a hostile CES can cost far below a 64 MiB container.
+	DefaultMaxBodyBytes = 2 << 20
 )
 
 const (
@@ -55,7 +58,7 @@ type Config struct {
 	// Timeout bounds one public call as a whole: token fetch, request, body
 	// and the single retry after a 401. Default 30s.
 	Timeout      time.Duration
-	MaxBodyBytes int64             // response cap; default 32 MiB
+	MaxBodyBytes int64             // response cap; default DefaultMaxBodyBytes
 	Transport    http.RoundTripper // optional override (tests); RootCAs is then ignored
 	Registerer   prometheus.Registerer
 }
@@ -204,12 +207,21 @@ func (c *Client) PeerCertificateNotAfter() (time.Time, bool) {
 
 // FetchCredentials fetches and decodes the wallet and schema passwords.
 func (c *Client) FetchCredentials(ctx context.Context) (*Credentials, error) {
-	body, tok, err := c.call(ctx, OpFetchCredentials, http.MethodGet, c.base+pathCredentials, nil, "application/json")
+	var (
+		creds  *Credentials
+		kind   Kind
+		detail string
+	)
+	// Decoded as it arrives: the body itself is never held in memory.
+	tok, err := c.call(ctx, OpFetchCredentials, http.MethodGet, c.base+pathCredentials, nil, "application/json",
+		func(r io.Reader) error {
+			creds, kind, detail, _ = decodeCredentials(r)
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
-	creds, kind, detail, err := decodeCredentials(body)
-	if err != nil || kind != KindUnknown {
+	if kind != KindUnknown {
 		return nil, c.bodyError(OpFetchCredentials, kind, detail, tok)
 	}
 	return creds, nil
@@ -219,7 +231,8 @@ var zipMagic = []byte("PK\x03\x04")
 
 // FetchWallet returns the wallet zip exactly as CES sent it.
 func (c *Client) FetchWallet(ctx context.Context) ([]byte, error) {
-	body, tok, err := c.call(ctx, OpFetchWallet, http.MethodGet, c.base+pathWallet, nil, "application/zip, */*")
+	var body []byte
+	tok, err := c.call(ctx, OpFetchWallet, http.MethodGet, c.base+pathWallet, nil, "application/zip, */*", readAll(&body))
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +255,8 @@ func (c *Client) ListEndpoints(ctx context.Context) ([]string, error) {
 	if c.tenantID != "" {
 		u += "?" + url.Values{"tenantId": {c.tenantID}}.Encode()
 	}
-	body, tok, err := c.call(ctx, OpListEndpoints, http.MethodGet, u, nil, "application/json")
+	var body []byte
+	tok, err := c.call(ctx, OpListEndpoints, http.MethodGet, u, nil, "application/json", readAll(&body))
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +313,8 @@ func (c *Client) notification(ctx context.Context, op, method, endpoint string) 
 		return fmt.Errorf("%s: encode body: %w", op, err)
 	}
 	payload := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	body, tok, err := c.call(ctx, op, method, c.base+pathNotification, payload, "application/json")
+	var body []byte
+	tok, err := c.call(ctx, op, method, c.base+pathNotification, payload, "application/json", readAll(&body))
 	if err != nil {
 		return err
 	}
@@ -337,38 +352,87 @@ func (c *Client) bodyError(op string, kind Kind, detail, token string) *Error {
 }
 
 // call runs one CES operation under the configured timeout, retrying once
-// with a fresh token after a 401. It returns the body of a 2xx answer and
-// the access token used (so callers can scrub it from messages).
-func (c *Client) call(ctx context.Context, op, method, u string, payload []byte, accept string) ([]byte, string, error) {
+// with a fresh token after a 401. read consumes the body of a 2xx answer
+// (under the size cap) and returns only the reader's errors; call returns
+// the access token used, so callers can scrub it from messages.
+func (c *Client) call(ctx context.Context, op, method, u string, payload []byte, accept string, read func(io.Reader) error) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		tok, err := c.token(ctx)
 		if err != nil {
-			return nil, "", err
+			return "", err
 		}
-		status, hdr, body, err := c.send(ctx, op, method, u, payload, accept, tok)
+		status, hdr, err := c.send(ctx, op, method, u, payload, accept, tok, read)
 		if err != nil {
-			return nil, "", err
+			return "", err
 		}
 		if status == http.StatusUnauthorized && attempt == 0 {
 			c.dropToken(tok)
 			continue
 		}
 		if status >= 200 && status <= 299 {
-			return body, tok.AccessToken, nil
+			return tok.AccessToken, nil
 		}
 		detail := method + " " + redactURL(u)
 		if status == http.StatusUnauthorized {
 			detail += " (also with a fresh token)"
 		}
-		return nil, "", &Error{
+		return "", &Error{
 			Op:         op,
 			Kind:       kindForStatus(op, status),
 			StatusCode: status,
 			RetryAfter: parseRetryAfter(hdr.Get("Retry-After"), c.now()),
 			Detail:     detail,
 		}
+	}
+}
+
+// readAll returns a body reader that keeps the whole (capped) body in *dst.
+func readAll(dst *[]byte) func(io.Reader) error {
+	return func(r io.Reader) error {
+		var err error
+		*dst, err = io.ReadAll(r)
+		return err
+	}
+}
+
+// errBodyTooLarge ends a read past the cap.
+var errBodyTooLarge = errors.New("body over the size cap")
+
+// capReader reads at most left bytes and fails after that, remembering
+// whether it did and any error of the transport, so send can tell a body that
+// is too long or cut short from one its reader merely found malformed.
+type capReader struct {
+	r    io.Reader
+	left int64
+	over bool
+	err  error
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		var probe [1]byte
+		n, err := c.r.Read(probe[:])
+		if n > 0 {
+			c.over = true
+			return 0, errBodyTooLarge
+		}
+		c.note(err)
+		return 0, err
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	c.note(err)
+	return n, err
+}
+
+func (c *capReader) note(err error) {
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
 	}
 }
 
@@ -380,15 +444,17 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
-// send performs one HTTP exchange and reads the body under the size cap.
-func (c *Client) send(ctx context.Context, op, method, u string, payload []byte, accept string, tok *oauth2.Token) (int, http.Header, []byte, error) {
+// send performs one HTTP exchange and hands a 2xx body to read under the
+// size cap. Error bodies are read (at most maxErrorBody) and dropped: they may
+// echo our request.
+func (c *Client) send(ctx context.Context, op, method, u string, payload []byte, accept string, tok *oauth2.Token, read func(io.Reader) error) (int, http.Header, error) {
 	var rd io.Reader
 	if payload != nil {
 		rd = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return 0, nil, nil, &Error{Op: op, Kind: KindUnknown, Detail: "cannot build request", Err: err}
+		return 0, nil, &Error{Op: op, Kind: KindUnknown, Detail: "cannot build request", Err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	req.Header.Set("Accept", accept)
@@ -400,35 +466,37 @@ func (c *Client) send(ctx context.Context, op, method, u string, payload []byte,
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		c.observe(op, "error", start)
-		return 0, nil, nil, transportError(ctx, op, err, sanitize(err.Error(), c.secret, tok.AccessToken))
+		return 0, nil, transportError(ctx, op, err, sanitize(err.Error(), c.secret, tok.AccessToken))
 	}
 	defer resp.Body.Close()
 	c.notePeer(resp)
 	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
-	limit := c.maxBody
-	if !ok {
-		limit = min(limit, maxErrorBody)
+	cr := &capReader{r: resp.Body, left: c.maxBody}
+	if ok {
+		_ = read(cr) // its failures are cr's, classified below
+	} else {
+		cr.left = maxErrorBody
+		_, _ = io.Copy(io.Discard, cr)
 	}
-	body, rerr := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if ctx.Err() != nil {
 		// A cancelled HTTP/2 stream can still deliver the headers of an
 		// answer the server wrote on its way out; the caller gave up first.
 		c.observe(op, "error", start)
-		return 0, nil, nil, transportError(ctx, op, ctx.Err(), "waiting for the response")
+		return 0, nil, transportError(ctx, op, ctx.Err(), "waiting for the response")
 	}
 	c.observe(op, strconv.Itoa(resp.StatusCode), start)
 	if !ok {
-		return resp.StatusCode, resp.Header, nil, nil // error bodies may echo our request: never used
+		return resp.StatusCode, resp.Header, nil
 	}
-	if rerr != nil {
-		return 0, nil, nil, &Error{Op: op, Kind: KindBadResponse, StatusCode: resp.StatusCode,
-			Detail: "truncated body: " + sanitize(rerr.Error(), c.secret, tok.AccessToken), Err: rerr}
+	if cr.over {
+		d := fmt.Sprintf("body larger than %d bytes", c.maxBody)
+		return 0, nil, &Error{Op: op, Kind: KindBadResponse, StatusCode: resp.StatusCode, Detail: d, Err: errors.New(d)}
 	}
-	if int64(len(body)) > limit {
-		d := fmt.Sprintf("body larger than %d bytes", limit)
-		return 0, nil, nil, &Error{Op: op, Kind: KindBadResponse, StatusCode: resp.StatusCode, Detail: d, Err: errors.New(d)}
+	if cr.err != nil {
+		return 0, nil, &Error{Op: op, Kind: KindBadResponse, StatusCode: resp.StatusCode,
+			Detail: "truncated body: " + sanitize(cr.err.Error(), c.secret, tok.AccessToken), Err: cr.err}
 	}
-	return resp.StatusCode, resp.Header, body, nil
+	return resp.StatusCode, resp.Header, nil
 }
 
 func (c *Client) notePeer(resp *http.Response) {

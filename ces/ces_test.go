@@ -149,6 +149,8 @@ func TestErrorClasses(t *testing.T) {
 		}, kind: KindBadResponse, status: 200, detail: "truncated"},
 		{name: "oversized body", call: fetchWallet, mutate: func(c *Config) { c.MaxBodyBytes = 1024 },
 			handler: body(200, "PK\x03\x04"+strings.Repeat("x", 1021)), kind: KindBadResponse, status: 200, detail: "larger than 1024"},
+		{name: "oversized credentials, streamed", call: fetchCreds, mutate: func(c *Config) { c.MaxBodyBytes = 1024 },
+			handler: body(200, `{"wallet":{"a":"`+strings.Repeat("A", 4096)+`"}}`), kind: KindBadResponse, status: 200, detail: "larger than 1024"},
 		{name: "timeout", call: fetchCreds, mutate: func(c *Config) { c.Timeout = 200 * time.Millisecond },
 			handler: nil, kind: KindTimeout, hint: "timeout"},
 	}
@@ -184,6 +186,22 @@ func TestErrorClasses(t *testing.T) {
 			}
 			assertClean(t, err)
 		})
+	}
+}
+
+// TestBodyExactlyAtTheCap: the cap is inclusive, for the streamed decode too.
+func TestBodyExactlyAtTheCap(t *testing.T) {
+	const limit = 1024
+	at := `{"wallet":{"a":"` + strings.Repeat("A", limit-len(`{"wallet":{"a":""}}`)) + `"}}`
+	f := newFake(t)
+	f.setCES(func(w http.ResponseWriter, r *http.Request, _ int) { writeJSON(w, 200, at) })
+	c := f.client(func(c *Config) { c.MaxBodyBytes = limit })
+	creds, err := c.FetchCredentials(ctxT(t))
+	if err != nil {
+		t.Fatalf("a body of exactly %d bytes: %v", limit, err)
+	}
+	if len(creds.Wallet["a"]) != limit-len(`{"wallet":{"a":""}}`) {
+		t.Errorf("file has %d bytes", len(creds.Wallet["a"]))
 	}
 }
 

@@ -76,6 +76,13 @@ func TestDecodeCredentials(t *testing.T) {
 		{name: "duplicate schema", in: `{"wallets":{"wallet":{},"schemas":{"U":"x","U":"y"}}}`, kind: KindBadResponse, detail: "duplicate"},
 		{name: "duplicate wallet key", in: `{"wallet":{"a":"b"},"wallet":{}}`, kind: KindBadResponse, detail: "duplicate"},
 		{name: "case-variant field", in: `{"wallet":{"a":"b"},"Wallet":{"a":"c"}}`, kind: KindBadResponse, detail: "case-sensitive"},
+		{name: "date before 2000", in: `{"wallet":{},"certificateEndDate":946684799999}`, kind: KindBadResponse, detail: "out of range"},
+		{name: "date negative", in: `{"wallet":{},"certificateStartDate":-1}`, kind: KindBadResponse, detail: "out of range"},
+		{name: "date after 9999", in: `{"wallet":{},"lastRotationDate":253402300800000}`, kind: KindBadResponse, detail: "out of range"},
+		{name: "date quoted", in: `{"wallet":{},"certificateEndDate":"1746276157000"}`, want: &Credentials{
+			CertificateEndDate: time.UnixMilli(1746276157000).UTC(), Schemas: map[string]string{}, Wallet: map[string]string{}}},
+		{name: "too many keys", in: `{"wallet":{},"x":{` + manyKeys(maxObjectKeys+1) + `}}`, kind: KindBadResponse, detail: "more than"},
+		{name: "duplicate inside an ignored value", in: `{"wallet":{},"x":[{"k":1,"k":2}]}`, kind: KindBadResponse, detail: "duplicate"},
 		{name: "too deep", in: `{"wallet":{},"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, kind: KindBadResponse},
 	}
 	for _, tc := range tests {
@@ -102,6 +109,14 @@ func TestDecodeCredentials(t *testing.T) {
 			}
 		})
 	}
+}
+
+func manyKeys(n int) string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf(`"k%d":0`, i)
+	}
+	return strings.Join(keys, ",")
 }
 
 func TestDecodeErrorsNeverQuotePasswords(t *testing.T) {

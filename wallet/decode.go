@@ -44,16 +44,14 @@ func DecodeFiles(b64 map[string]string, lim Limits) (map[string][]byte, error) {
 		} else if total+atLeast > lim.MaxTotalBytes {
 			return nil, fmt.Errorf("file %s: wallet %w of %d bytes in total", quoteName(name), ErrTooLarge, lim.MaxTotalBytes)
 		}
-		buf := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
-		k, err := base64.StdEncoding.Strict().Decode(buf, []byte(s))
-		if err != nil {
+		buf, err := decodeBase64(s, lim.MaxFileBytes)
+		if errors.Is(err, ErrTooLarge) {
+			return nil, fmt.Errorf("file %s: %w per file", quoteName(name), err)
+		} else if err != nil {
 			// CorruptInputError carries only an offset.
 			return nil, fmt.Errorf("file %s: invalid base64: %w", quoteName(name), err)
 		}
-		buf = buf[:k]
-		if int64(k) > lim.MaxFileBytes {
-			return nil, fmt.Errorf("file %s: %d bytes, %w of %d per file", quoteName(name), k, ErrTooLarge, lim.MaxFileBytes)
-		}
+		k := len(buf)
 		total += int64(k)
 		if total > lim.MaxTotalBytes {
 			return nil, fmt.Errorf("file %s: wallet %w of %d bytes in total", quoteName(name), ErrTooLarge, lim.MaxTotalBytes)
@@ -61,6 +59,25 @@ func DecodeFiles(b64 map[string]string, lim Limits) (map[string][]byte, error) {
 		out[name] = buf
 	}
 	return out, nil
+}
+
+// decodeBase64 decodes s as it reads it, into one buffer of the decoded size:
+// no copy of the encoded text is made.
+func decodeBase64(s string, limit int64) ([]byte, error) {
+	dec := base64.NewDecoder(base64.StdEncoding.Strict(), strings.NewReader(s))
+	buf := make([]byte, min(int64(base64.StdEncoding.DecodedLen(len(s)))+1, limit+1))
+	k := 0
+	for k < len(buf) {
+		n, err := dec.Read(buf[k:])
+		k += n
+		if err == io.EOF {
+			return buf[:k], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("content %w of %d bytes", ErrTooLarge, limit)
 }
 
 // FromZip extracts a wallet zip (CES fetch-wallet) into memory and enforces lim.

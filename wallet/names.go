@@ -28,13 +28,14 @@ type Limits struct {
 	MaxNameLen    int   // bytes in one file or schema name
 }
 
-// DefaultLimits are generous for a wallet (eight files of a few KiB) yet small
-// enough that a hostile payload cannot exhaust memory or disk.
+// DefaultLimits are generous for a wallet (about ten files of a few KiB; an
+// Autonomous Database wallet is some 30 KiB in all) yet small enough that a
+// hostile payload costs a 64 MiB container nothing it cannot spare.
 func DefaultLimits() Limits {
 	return Limits{
 		MaxFiles:      64,
-		MaxFileBytes:  16 << 20,
-		MaxTotalBytes: 64 << 20,
+		MaxFileBytes:  512 << 10,
+		MaxTotalBytes: 1 << 20,
 		MaxNameLen:    defaultMaxLen,
 	}
 }

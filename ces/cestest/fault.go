@@ -74,12 +74,19 @@ const (
 	LoseCallbacks
 	// Latency only delays (by Fault.Latency); the answer is normal.
 	Latency
+	// Oversized makes a valid answer about Fault.Size bytes longer: on
+	// OpFetchCredentials a wallet file OversizedName whose base64 text is
+	// Fault.Size bytes; on OpToken a "padding" field of Fault.Size bytes.
+	Oversized
 )
+
+// OversizedName is the wallet file the Oversized fault adds.
+const OversizedName = "padding.bin"
 
 func (k FaultKind) String() string {
 	names := [...]string{"none", "401", "403", "404", "429", "500", "503", "200-error",
 		"hang", "truncated", "bad-json", "bad-base64", "hostile-name", "empty-wallet",
-		"lose-callbacks", "latency"}
+		"lose-callbacks", "latency", "oversized"}
 	if k < 0 || int(k) >= len(names) {
 		return "unknown"
 	}
@@ -101,6 +108,9 @@ type Fault struct {
 	Name string
 	// HonestLength makes Truncated announce the cut length.
 	HonestLength bool
+	// Size is what Oversized adds to the answer, in bytes (rounded down to
+	// a multiple of 4).
+	Size int
 }
 
 type faultState struct {

@@ -297,3 +297,27 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("generation %d, want 11", s.Current().Number)
 	}
 }
+
+func TestOversized(t *testing.T) {
+	s := newTestServer(t, Options{})
+	tok := getToken(t, s)
+	const size = 1 << 20
+	s.SetFault(OpFetchCredentials, Fault{Kind: Oversized, Size: size})
+	s.SetFault(OpToken, Fault{Kind: Oversized, Size: size})
+	creds := send(t, s, opRequest(t, s, OpFetchCredentials, tok))
+	var v struct {
+		Wallets struct {
+			Wallet map[string]string `json:"wallet"`
+		} `json:"wallets"`
+	}
+	if err := json.Unmarshal(creds.body, &v); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(v.Wallets.Wallet[OversizedName]); got != size {
+		t.Errorf("%s holds %d base64 bytes, want %d", OversizedName, got, size)
+	}
+	token := send(t, s, opRequest(t, s, OpToken, ""))
+	if token.status != 200 || len(token.body) < size || !bytes.Contains(token.body, []byte(`"access_token"`)) {
+		t.Errorf("token answer: %d, %d bytes", token.status, len(token.body))
+	}
+}

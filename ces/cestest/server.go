@@ -515,11 +515,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, f Fault) {
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
 	tok := base64.RawURLEncoding.EncodeToString(raw[:])
-	body, _ := json.Marshal(map[string]any{
+	answer := map[string]any{
 		"access_token": tok,
 		"token_type":   "Bearer",
 		"expires_in":   int64(s.opts.TokenTTL / time.Second),
-	})
+	}
+	if f.Kind == Oversized {
+		answer["padding"] = strings.Repeat("A", f.Size/4*4)
+	}
+	body, _ := json.Marshal(answer)
 	if f.Kind != Truncated && f.Kind != BadJSON {
 		now := s.opts.Now()
 		s.mu.Lock()
@@ -579,6 +583,8 @@ func (s *Server) fetchCredentials(w http.ResponseWriter, f Fault, g *generation)
 		})
 	case EmptyWallet:
 		body = g.credentialsJSON(&s.opts, func(m map[string]string) { clear(m) })
+	case Oversized:
+		body = g.credentialsJSON(&s.opts, func(m map[string]string) { m[OversizedName] = strings.Repeat("A", f.Size/4*4) })
 	default:
 		body = g.normalCredentials(&s.opts)
 	}

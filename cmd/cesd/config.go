@@ -92,6 +92,9 @@ var keys = []keyDef{
 	{"wallet_dir", kString, "/var/lib/cesd/wallet", "output folder for the wallet"},
 	{"wallet_only", kBool, "false", "fetch only the wallet (the fetch-wallet zip), never schema passwords"},
 	{"keep_generations", kInt, "3", "generations kept on disk, the live one included"},
+	{"max_file_bytes", kString, "512KiB", "cap on one wallet file, decoded (bytes, or with a KiB or MiB suffix)"},
+	{"max_wallet_bytes", kString, "1MiB", "cap on all wallet files together, decoded (bytes, or with a KiB or MiB suffix)"},
+	{"max_body_bytes", kString, "2MiB", "cap on one answer from CES (bytes, or with a KiB or MiB suffix)"},
 	{"syncfs", kBool, "true", "make each generation durable with one syncfs(2) of the wallet's file system (one journal commit) instead of an fsync per file"},
 	{"listen", kString, ":8480", "address of the callback listener"},
 	{"listen_tls_cert_file", kString, "", "TLS certificate for the callback listener (optional)"},
@@ -300,6 +303,9 @@ type Config struct {
 	WalletDir        string
 	KeepGenerations  int
 	WalletOnly       bool
+	MaxFileBytes     int64
+	MaxWalletBytes   int64
+	MaxBodyBytes     int64
 	SyncFS           bool
 	Listen           string
 	ListenTLSCert    string
@@ -351,6 +357,9 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 		KeepGenerations:  p.integer("keep_generations", 1, 100),
 		SyncFS:           p.boolean("syncfs"),
 		WalletOnly:       p.boolean("wallet_only"),
+		MaxFileBytes:     p.size("max_file_bytes", 1<<10, 1<<30),
+		MaxWalletBytes:   p.size("max_wallet_bytes", 1<<10, 1<<30),
+		MaxBodyBytes:     p.size("max_body_bytes", 1<<10, 1<<30),
 		Listen:           p.str("listen"),
 		ListenTLSCert:    p.str("listen_tls_cert_file"),
 		ListenTLSKey:     p.str("listen_tls_key_file"),
@@ -372,6 +381,9 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(p.str("log_level"))); err != nil {
 		p.fail("log_level", "want debug, info, warn or error")
+	}
+	if c.MaxWalletBytes < c.MaxFileBytes {
+		p.fail("max_wallet_bytes", fmt.Sprintf("must be at least max_file_bytes (%d)", c.MaxFileBytes))
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		p.fail("log_format", "want json or console")
@@ -498,6 +510,27 @@ func (p *parser) integer(key string, min, max int) int {
 		p.fail(key, fmt.Sprintf("want an integer from %d to %d", min, max))
 	}
 	return v
+}
+
+// size parses a byte count: digits, optionally followed by KiB or MiB.
+func (p *parser) size(key string, min, max int64) int64 {
+	v := p.str(key)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > max/mult || n*mult < min {
+		p.fail(key, fmt.Sprintf("%q: want a size from %d KiB to %d MiB, such as 512KiB or 2MiB", p.str(key), min>>10, max>>20))
+		return 0
+	}
+	return n * mult
 }
 
 func (p *parser) boolean(key string) bool {

@@ -77,6 +77,20 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 				t.Errorf("secret not taken from env")
 			}
 		}},
+		{name: "size caps", yaml: "max_file_bytes: 64KiB\nmax_wallet_bytes: 3MiB\n", env: map[string]string{"CESD_MAX_BODY_BYTES": "5000"}, check: func(t *testing.T, c *Config) {
+			if c.MaxFileBytes != 64<<10 || c.MaxWalletBytes != 3<<20 || c.MaxBodyBytes != 5000 {
+				t.Errorf("caps = %d %d %d", c.MaxFileBytes, c.MaxWalletBytes, c.MaxBodyBytes)
+			}
+		}},
+		{name: "size default", check: func(t *testing.T, c *Config) {
+			if c.MaxFileBytes != 512<<10 || c.MaxWalletBytes != 1<<20 || c.MaxBodyBytes != 2<<20 {
+				t.Errorf("caps = %d %d %d", c.MaxFileBytes, c.MaxWalletBytes, c.MaxBodyBytes)
+			}
+		}},
+		{name: "size garbage", args: []string{"--max-body-bytes", "2GB"}, wantKey: "max_body_bytes"},
+		{name: "size too small", args: []string{"--max-file-bytes", "10"}, wantKey: "max_file_bytes"},
+		{name: "size overflow", args: []string{"--max-body-bytes", "9223372036854775807MiB"}, wantKey: "max_body_bytes"},
+		{name: "total under file", args: []string{"--max-file-bytes", "2MiB"}, wantKey: "max_wallet_bytes"},
 		{name: "credentials dir without client_secret", args: []string{"--client-secret-file", ""}, env: map[string]string{"CREDENTIALS_DIRECTORY": dir}, wantKey: "client_secret_file"},
 		{name: "base url from retail home", args: []string{"--base-url", "", "--retail-home-url", "https://home.retail.us-ashburn-1.ocs.oracle.com/rgbu-common-abc-prod-rh", "--base-url-suffix", "-rds"},
 			check: func(t *testing.T, c *Config) {

@@ -12,7 +12,7 @@ import (
 
 // cesKeys are the keys of anything that talks to CES or IAM.
 var cesKeys = []string{"base_url", "retail_home_url", "base_url_suffix", "token_url", "client_id",
-	"client_secret_file", "scope", "ca_file", "tenant_id", "request_timeout"}
+	"client_secret_file", "scope", "ca_file", "tenant_id", "request_timeout", "max_body_bytes"}
 
 // daemonOnlyKeys are used by cesd run alone: listeners, timers, hooks.
 var daemonOnlyKeys = []string{"listen", "listen_tls_cert_file", "listen_tls_key_file", "callback_url",
@@ -143,6 +143,8 @@ func typeName(k keyDef) string {
 		return "dir"
 	case k.name == "listen" || strings.HasSuffix(k.name, "_listen"):
 		return "host:port"
+	case strings.HasSuffix(k.name, "_bytes"):
+		return "size"
 	}
 	switch k.kind {
 	case kDuration:

@@ -270,19 +270,6 @@ func (spaces) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func procStatusKiB(pid int, key string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("%s not in /proc/%d/status", key, pid)
-}
-
 func scrape(t *testing.T, hc *http.Client, opsAddr string) map[string]float64 {
 	t.Helper()
 	resp, err := hc.Get("http://" + opsAddr + "/metrics")

@@ -38,6 +38,9 @@ const (
 )
 
 func main() {
+	if limit, ok := memoryLimit(os.LookupEnv, os.ReadFile, "/"); ok {
+		debug.SetMemoryLimit(limit)
+	}
 	c := &cli{env: os.LookupEnv, environ: envNames(os.Environ()), stdout: os.Stdout, stderr: os.Stderr}
 	os.Exit(c.main(os.Args[1:]))
 }

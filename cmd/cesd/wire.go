@@ -65,15 +65,22 @@ func cesConfig(cfg *Config, reg prometheus.Registerer) (ces.Config, error) {
 		TenantID:     cfg.TenantID,
 		RootCAs:      pool,
 		Timeout:      cfg.RequestTimeout,
+		MaxBodyBytes: cfg.MaxBodyBytes,
 		Registerer:   reg,
 	}, nil
 }
 
 func walletConfig(cfg *Config) wallet.Config {
 	return wallet.Config{
-		Dir: cfg.WalletDir, Keep: cfg.KeepGenerations, Limits: wallet.DefaultLimits(), SyncFS: cfg.SyncFS,
+		Dir: cfg.WalletDir, Keep: cfg.KeepGenerations, Limits: walletLimits(cfg), SyncFS: cfg.SyncFS,
 		FileMode: cfg.Access.FileMode, DirMode: cfg.Access.DirMode, Owner: cfg.Access.ownership(),
 	}
+}
+
+func walletLimits(cfg *Config) wallet.Limits {
+	lim := wallet.DefaultLimits()
+	lim.MaxFileBytes, lim.MaxTotalBytes = cfg.MaxFileBytes, cfg.MaxWalletBytes
+	return lim
 }
 
 // newWriter opens the wallet folder for writing, once cesd is known to be
@@ -97,7 +104,7 @@ func refreshConfig(cfg *Config) refresh.Config {
 	return refresh.Config{
 		WalletDir:      cfg.WalletDir,
 		WalletOnly:     cfg.WalletOnly,
-		Limits:         wallet.DefaultLimits(),
+		Limits:         walletLimits(cfg),
 		WalletPassword: cfg.WalletPassword,
 		RewriteSQLNet:  cfg.RewriteSQLNet,
 		PEM:            cfg.EWalletPEM,

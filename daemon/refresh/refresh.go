@@ -249,6 +249,7 @@ func (p *Pipeline) fetch(ctx context.Context, t *Timings, lap func(*time.Duratio
 		return nil, nil, &Error{StageFetch, err}
 	}
 	files, err := wallet.DecodeFiles(creds.Wallet, p.cfg.Limits)
+	creds.Wallet = nil // the encoded copy is garbage from here on
 	lap(&t.Decode)
 	if err != nil {
 		return nil, nil, &Error{StageDecode, err}
