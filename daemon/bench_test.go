@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cesd/cesd/ces/cestest"
+
+	"github.com/cesd/cesd/trigger"
 )
 
 func percentile(d []time.Duration, p float64) time.Duration {
@@ -40,11 +42,11 @@ func BenchmarkRotationLatency(b *testing.B) {
 
 func benchRotationLatency(b *testing.B, syncFS bool) {
 	var received atomic.Int64 // unix nanos of the latest callback
-	r := newRig(b, rigOpts{quiet: true, syncFS: syncFS, wrapNotify: func(next func(string)) func(string) {
-		return func(c string) {
+	r := newRig(b, rigOpts{quiet: true, syncFS: syncFS, wrapNotify: func(next trigger.Sink) trigger.Sink {
+		return sinkFunc(func(c trigger.Change) {
 			received.Store(time.Now().UnixNano())
-			next(c)
-		}
+			next.Notify(c)
+		})
 	}})
 	r.waitCurrent(b)
 	var lat []time.Duration

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/daemon/sdnotify"
+	"github.com/cesd/cesd/trigger"
 )
 
 // Config is the daemon's typed configuration. Zero durations take defaults.
@@ -72,7 +72,7 @@ type Runner interface {
 type SwapEvent struct {
 	WalletDir  string
 	Generation int64
-	Change     string
+	Change     trigger.Change
 	// Loaded is true for the generation found on disk at startup.
 	Loaded bool
 	// Result is what the refresh (or, when Loaded, the disk) says of the
@@ -89,9 +89,15 @@ type Observer interface {
 
 // Deps are the daemon's collaborators.
 type Deps struct {
-	Pipeline   Pipeline
-	CES        CES
-	Callback   Runner // optional callback listener; its trigger must be Daemon.Notify (see SetCallback)
+	Pipeline Pipeline
+	CES      CES
+	// Queue takes the triggers; nil = a private one. The callback listener's
+	// trigger.Sink must be this queue.
+	Queue *Queue
+	// Callback is the optional callback listener (*notify.Server), built
+	// before the daemon on Queue. The daemon runs it; whoever built it
+	// releases it should Run never start it.
+	Callback   Runner
 	Logger     *zap.Logger
 	Registerer prometheus.Registerer // nil = a private registry
 	Gatherer   prometheus.Gatherer   // served on /metrics; nil = Registerer if it is a Gatherer
@@ -134,10 +140,12 @@ type Daemon struct {
 	opsAddr  net.Addr
 	running  bool
 
-	started           chan struct{}
-	startOnce         sync.Once
-	ready             atomic.Bool
-	notifiedSinceSwap atomic.Bool
+	started   chan struct{}
+	startOnce sync.Once
+	ready     atomic.Bool
+	// notifiedAtStart is the queue's callback count when the previous
+	// refresh started (refresher goroutine only).
+	notifiedAtStart uint64
 
 	verifyMu  sync.Mutex
 	verifyAt  time.Time
@@ -222,6 +230,9 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 		callback: deps.Callback,
 		started:  make(chan struct{}),
 	}
+	if deps.Queue != nil {
+		d.q = deps.Queue.q
+	}
 	if d.log == nil {
 		d.log = zap.NewNop()
 	}
@@ -251,34 +262,14 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 	return d, nil
 }
 
-// SetCallback sets the callback listener after construction, because the
-// listener is built with d.Notify as its trigger. Call it before Run.
-func (d *Daemon) SetCallback(r Runner) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.running {
-		return errors.New("daemon: SetCallback after Run")
+// Refresh schedules a refresh for t; an unknown trigger is an error. It
+// never blocks. CES callbacks come through the Queue instead.
+func (d *Daemon) Refresh(t trigger.Trigger) error {
+	if _, err := trigger.Parse(string(t)); err != nil {
+		return fmt.Errorf("daemon: %w", err)
 	}
-	d.callback = r
+	d.q.add(t, "")
 	return nil
-}
-
-// Notify schedules a refresh for a CES callback. It never blocks, so it can
-// be the notify listener's trigger and answer 202 at once.
-func (d *Daemon) Notify(change string) {
-	d.notifiedSinceSwap.Store(true)
-	d.q.add(TriggerNotification, change)
-}
-
-// Refresh schedules a refresh; trigger is one of the Trigger constants
-// (anything else counts as TriggerSignal). It never blocks.
-func (d *Daemon) Refresh(trigger string) {
-	switch trigger {
-	case TriggerStartup, TriggerNotification, TriggerPoll, TriggerSignal:
-	default:
-		trigger = TriggerSignal
-	}
-	d.q.add(trigger, "")
 }
 
 // Ready reports whether a valid generation is live.
@@ -323,14 +314,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.cfg.MetricsListen != "" {
 		var err error
 		if ops, err = d.listenOps(); err != nil {
-			if c, ok := callback.(io.Closer); ok {
-				_ = c.Close() // release the already bound callback listener
-			}
 			return err
 		}
 	}
 	d.loadExisting()
-	d.Refresh(TriggerStartup)
+	d.q.add(trigger.Startup, "")
 	d.startOnce.Do(func() { close(d.started) })
 
 	parts := []part{
@@ -392,7 +380,7 @@ func (d *Daemon) loadExisting() {
 	d.log.Info("serving the generation already on disk; refreshing in the background",
 		zap.Int64("generation", res.Generation), zap.String("wallet_name", res.WalletName),
 		zap.Time("certificate_end", res.CertificateEndDate))
-	d.announce(SwapEvent{WalletDir: d.cfg.WalletDir, Generation: res.Generation, Change: ChangeAll, Loaded: true, Result: res})
+	d.announce(SwapEvent{WalletDir: d.cfg.WalletDir, Generation: res.Generation, Change: trigger.ChangeAll, Loaded: true, Result: res})
 }
 
 // announce tells every observer about a live generation, in order.
@@ -427,7 +415,7 @@ func (d *Daemon) runPoller(ctx context.Context) error {
 		if !sleepCtx(ctx, PollDelay(d.cfg.PollInterval, d.random())) {
 			return nil
 		}
-		d.q.add(TriggerPoll, "")
+		d.q.add(trigger.Poll, "")
 	}
 }
 
@@ -439,7 +427,7 @@ func (d *Daemon) runSignals(ctx context.Context) error {
 			return nil
 		case sig := <-d.signals:
 			d.log.Info("signal: refreshing now", zap.Stringer("signal", sig))
-			d.Refresh(TriggerSignal)
+			d.q.add(trigger.Signal, "")
 		}
 	}
 }

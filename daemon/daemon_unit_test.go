@@ -15,10 +15,13 @@ import (
 
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon/refresh"
+
+	"github.com/cesd/cesd/trigger"
 )
 
 type unitRig struct {
 	d     *Daemon
+	q     *Queue // the callbacks' way in
 	ces   *fakeCES
 	w     *fakeWriter
 	logs  *observer.ObservedLogs
@@ -40,12 +43,13 @@ func newUnitRig(t *testing.T, cfg Config, f *fakeCES, w *fakeWriter) *unitRig {
 		cfg.MinInterval = time.Nanosecond
 	}
 	swaps := make(chan SwapEvent, 100)
-	d, err := New(cfg, Deps{CES: f, Pipeline: newFakePipeline(t, f, w), Logger: zap.New(core),
+	q := NewQueue()
+	d, err := New(cfg, Deps{CES: f, Pipeline: newFakePipeline(t, f, w), Queue: q, Logger: zap.New(core),
 		Observers: []Observer{observerFunc(func(ev SwapEvent) { swaps <- ev })}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &unitRig{d: d, ces: f, w: w, logs: logs, swaps: swaps}
+	return &unitRig{d: d, q: q, ces: f, w: w, logs: logs, swaps: swaps}
 }
 
 func (r *unitRig) start(t *testing.T) {
@@ -99,7 +103,7 @@ func TestNotReadyUntilFirstGeneration(t *testing.T) {
 	if code, body := r.get(t, "/readyz"); code != 200 {
 		t.Fatalf("/readyz %d %q after the first generation", code, body)
 	}
-	if v := value(t, r.d.m.refreshes.WithLabelValues(TriggerStartup, ResultSwapped)); v != 1 {
+	if v := value(t, r.d.m.refreshes.WithLabelValues(string(trigger.Startup), ResultSwapped)); v != 1 {
 		t.Fatalf("startup swapped = %v", v)
 	}
 }
@@ -131,7 +135,7 @@ func TestFetchFailureKeepsLiveAndRecovers(t *testing.T) {
 		f.fetchErr = &ces.Error{Op: "fetch-credentials", Kind: ces.KindServer, StatusCode: 500}
 		f.gen = 1
 	})
-	r.d.Refresh(TriggerSignal)
+	r.d.Refresh(trigger.Signal)
 	for range 3 { // the signal's fetch and two retries fail
 		if err := <-fetched; err == nil {
 			t.Fatal("fetch succeeded during the fault")
@@ -151,7 +155,7 @@ func TestFetchFailureKeepsLiveAndRecovers(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if v := value(t, r.d.m.refreshes.WithLabelValues(TriggerSignal, ResultError)); v < 3 {
+	if v := value(t, r.d.m.refreshes.WithLabelValues(string(trigger.Signal), ResultError)); v < 3 {
 		t.Fatalf("signal errors = %v, want >= 3", v)
 	}
 	if n := r.logs.FilterMessage("refresh recovered").Len(); n != 1 {
@@ -190,13 +194,13 @@ func TestMissedNotificationCounted(t *testing.T) {
 
 	// A rotation announced by a callback is not missed.
 	f.set(func(f *fakeCES) { f.gen = 1 })
-	r.d.Notify(ChangeWallet)
-	if ev := <-r.swaps; ev.Change != ChangeWallet {
+	r.q.Notify(trigger.ChangeWallet)
+	if ev := <-r.swaps; ev.Change != trigger.ChangeWallet {
 		t.Fatalf("change %q", ev.Change)
 	}
 	// A rotation only a poll finds is.
 	f.set(func(f *fakeCES) { f.gen = 2 })
-	r.d.Refresh(TriggerPoll)
+	r.d.Refresh(trigger.Poll)
 	<-r.swaps
 	// The counter is bumped after the observers return; Run's stop orders it.
 	if err := r.stop(); err != nil {
@@ -205,7 +209,7 @@ func TestMissedNotificationCounted(t *testing.T) {
 	if v := value(t, r.d.m.missed); v != 1 {
 		t.Fatalf("missed = %v, want 1", v)
 	}
-	if v := value(t, r.d.m.refreshes.WithLabelValues(TriggerNotification, ResultSwapped)); v != 1 {
+	if v := value(t, r.d.m.refreshes.WithLabelValues(string(trigger.Notification), ResultSwapped)); v != 1 {
 		t.Fatalf("notification swapped = %v", v)
 	}
 }
@@ -297,7 +301,7 @@ func TestStageErrorCountedAndKeepsLive(t *testing.T) {
 	<-r.swaps
 	<-fetched
 	f.set(func(f *fakeCES) { f.gen, f.empty = 1, true })
-	r.d.Refresh(TriggerSignal)
+	r.d.Refresh(trigger.Signal)
 	<-fetched
 	eventually(t, "validate error counted", func() bool {
 		return value(t, r.d.m.refreshErrors.WithLabelValues(string(refresh.StageValidate))) == 1
@@ -310,11 +314,33 @@ func TestStageErrorCountedAndKeepsLive(t *testing.T) {
 	}
 }
 
+// closeRecorder is a callback listener that records being closed.
+type closeRecorder struct{ closed bool }
+
+func (c *closeRecorder) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+func (c *closeRecorder) Close() error                  { c.closed = true; return nil }
+
+func TestRefreshRefusesAnUnknownTrigger(t *testing.T) {
+	r := newUnitRig(t, Config{}, &fakeCES{}, &fakeWriter{})
+	if err := r.d.Refresh("hup"); err == nil {
+		t.Fatal("Refresh accepted an unknown trigger")
+	}
+	if !r.d.q.idle() {
+		t.Fatal("an unknown trigger was queued")
+	}
+	if err := r.d.Refresh(trigger.Signal); err != nil || r.d.q.peek().triggers != bitSignal {
+		t.Fatalf("Refresh(signal) = %v", err)
+	}
+}
+
+// TestRunFailsWhenOpsAddressIsTaken also checks that the daemon leaves the
+// callback listener, which it did not open, to whoever did.
 func TestRunFailsWhenOpsAddressIsTaken(t *testing.T) {
 	first := newUnitRig(t, Config{}, &fakeCES{}, &fakeWriter{})
 	first.start(t)
+	cb := &closeRecorder{}
 	d, err := New(Config{WalletDir: t.TempDir(), MetricsListen: first.d.OpsAddr()},
-		Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, &fakeWriter{})})
+		Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, &fakeWriter{}), Callback: cb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,6 +348,9 @@ func TestRunFailsWhenOpsAddressIsTaken(t *testing.T) {
 		t.Fatalf("Run = %v, want a metrics_listen error", err)
 	}
 	<-d.Started() // closed even on an early error
+	if cb.closed {
+		t.Fatal("the daemon closed a listener it did not open")
+	}
 }
 
 // TestRegisteredGaugeOnlyWithCallback: poll-only mode must not export a 0

@@ -26,6 +26,8 @@ import (
 	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/notify"
 	"github.com/cesd/cesd/wallet"
+
+	"github.com/cesd/cesd/trigger"
 )
 
 const (
@@ -60,7 +62,7 @@ type rigOpts struct {
 	minInterval      time.Duration
 	registerInterval time.Duration
 	beforeRun        func(*rig)
-	wrapNotify       func(func(string)) func(string)
+	wrapNotify       func(trigger.Sink) trigger.Sink
 	quiet            bool // info level to io.Discard (benchmarks: no growing buffer)
 	onChange         string
 	deps             func(*Deps)
@@ -131,13 +133,13 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var d *Daemon
-	trigger := func(change string) { d.Notify(change) }
+	q := NewQueue()
+	var callbacks trigger.Sink = q
 	if o.wrapNotify != nil {
-		trigger = o.wrapNotify(trigger)
+		callbacks = o.wrapNotify(callbacks)
 	}
 	cb, err := notify.NewServer(notify.Config{Listen: "127.0.0.1:0", Path: callbackPath},
-		trigger, log.Named("notify"), r.reg)
+		callbacks, log.Named("notify"), r.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +157,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deps := Deps{CES: r.client, Pipeline: r.pipeline, Callback: cb, Logger: log, Registerer: r.reg, Gatherer: r.reg,
+	deps := Deps{CES: r.client, Pipeline: r.pipeline, Queue: q, Callback: cb, Logger: log, Registerer: r.reg, Gatherer: r.reg,
 		Observers: []Observer{observerFunc(func(ev SwapEvent) {
 			r.lastSwap.Store(time.Now().UnixNano())
 			seen := seenSwap{ev: ev}
@@ -168,7 +170,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if o.deps != nil {
 		o.deps(&deps)
 	}
-	d, err = New(Config{
+	d, err := New(Config{
 		WalletDir:        r.dir,
 		CallbackURL:      r.cbURL,
 		ExtraEndpoints:   []string{"mailto:dba@example.com"},
@@ -324,18 +326,18 @@ func TestE2EStartupRegistersRotatesAndSignals(t *testing.T) {
 	for _, change := range []string{"credentials", "wallet", "all"} {
 		r.srv.Rotate(change) // returns once the callback answered 202
 		ev := r.waitCurrent(t)
-		if ev.Change != change {
+		if string(ev.Change) != change {
 			t.Fatalf("swap change %q, want %q", ev.Change, change)
 		}
 	}
-	if v := value(t, r.d.m.refreshes.WithLabelValues(TriggerNotification, ResultSwapped)); v != 3 {
+	if v := value(t, r.d.m.refreshes.WithLabelValues(string(trigger.Notification), ResultSwapped)); v != 3 {
 		t.Fatalf("notification swaps %v, want 3", v)
 	}
 
 	before := r.srv.Calls(cestest.OpFetchCredentials)
-	r.d.Refresh(TriggerSignal)
+	r.d.Refresh(trigger.Signal)
 	eventually(t, "signal refresh", func() bool {
-		return value(t, r.d.m.refreshes.WithLabelValues(TriggerSignal, ResultUnchanged)) == 1
+		return value(t, r.d.m.refreshes.WithLabelValues(string(trigger.Signal), ResultUnchanged)) == 1
 	})
 	if n := r.srv.Calls(cestest.OpFetchCredentials) - before; n != 1 {
 		t.Fatalf("signal caused %d fetches, want 1", n)
@@ -371,11 +373,51 @@ func TestE2ELostCallbackCaughtByPoll(t *testing.T) {
 	if v := value(t, r.d.m.missed); v != 1 {
 		t.Fatalf("missed = %v, want 1", v)
 	}
-	if v := value(t, r.d.m.refreshes.WithLabelValues(TriggerPoll, ResultSwapped)); v != 1 {
+	if v := value(t, r.d.m.refreshes.WithLabelValues(string(trigger.Poll), ResultSwapped)); v != 1 {
 		t.Fatalf("poll swaps = %v, want 1", v)
 	}
 	if !strings.Contains(r.logs.String(), "a poll found a rotation that no callback announced") {
 		t.Fatal("no missed-notification warning logged")
+	}
+}
+
+// TestE2ECallbackNoiseDoesNotHideAMissedRotation: callbacks that change
+// nothing (a storm, duplicates, forgeries) must not vouch for a later
+// rotation whose own callback was lost; a rotation announced by a working
+// callback is never counted as missed.
+func TestE2ECallbackNoiseDoesNotHideAMissedRotation(t *testing.T) {
+	r := newRig(t, rigOpts{}) // polls hourly: this test polls by hand
+	r.waitCurrent(t)
+	eventually(t, "idle", r.d.q.idle)
+	unchanged := func() float64 {
+		return value(t, r.d.m.refreshes.WithLabelValues(string(trigger.Notification), ResultUnchanged))
+	}
+	for i := range 20 {
+		before := unchanged()
+		if code := r.post(t, "all"); code != http.StatusAccepted {
+			t.Fatalf("callback answered %d", code)
+		}
+		eventually(t, fmt.Sprintf("no-change refresh %d", i+1), func() bool { return unchanged() > before && r.d.q.idle() })
+	}
+
+	r.srv.SetFault(cestest.OpCallback, cestest.Fault{Kind: cestest.LoseCallbacks})
+	r.srv.Rotate("all")
+	r.d.q.add(trigger.Poll, "")
+	r.waitCurrent(t) // the counter moves before the observers are told
+	if v := value(t, r.d.m.missed); v != 1 {
+		t.Fatalf("missed = %v after 20 no-change callbacks and a lost one, want 1", v)
+	}
+
+	r.srv.ClearFaults()
+	for _, change := range []string{"credentials", "wallet", "all"} {
+		r.srv.Rotate(change) // its callback arrives
+		r.waitCurrent(t)
+		eventually(t, "idle", r.d.q.idle)
+		r.d.q.add(trigger.Poll, "") // finds nothing new
+		eventually(t, "idle after the poll", r.d.q.idle)
+	}
+	if v := value(t, r.d.m.missed); v != 1 {
+		t.Fatalf("missed = %v after rotations with working callbacks, want 1", v)
 	}
 }
 
@@ -429,7 +471,7 @@ func TestE2ETriggerDuringFetchIsNotLost(t *testing.T) {
 	// arrived during it can bring the new generation in (polls are off).
 	r.srv.SetFault(cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Latency, Latency: 200 * time.Millisecond, Times: 1})
 	before := r.srv.Calls(cestest.OpFetchCredentials)
-	r.d.Refresh(TriggerSignal)
+	r.d.Refresh(trigger.Signal)
 	eventually(t, "fetch reached CES", func() bool { return r.srv.Calls(cestest.OpFetchCredentials) > before })
 	r.srv.Rotate("credentials")
 	r.waitCurrent(t)
@@ -465,7 +507,7 @@ func TestE2EGracefulStopDuringFetch(t *testing.T) {
 	r := newRig(t, rigOpts{})
 	r.waitCurrent(t)
 	r.srv.SetFault(cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Hang})
-	r.d.Refresh(TriggerSignal)
+	r.d.Refresh(trigger.Signal)
 	eventually(t, "fetch in flight", func() bool { return !r.d.q.idle() })
 	if err := r.stop(); err != nil {
 		t.Fatalf("Run = %v, want nil on a clean stop", err)
@@ -508,12 +550,12 @@ func TestE2EFaultsAndSecrets(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			live := r.srv.Current()
 			eventually(t, "idle", r.d.q.idle)
-			errsBefore := value(t, r.d.m.refreshes.WithLabelValues(TriggerNotification, ResultError))
+			errsBefore := value(t, r.d.m.refreshes.WithLabelValues(string(trigger.Notification), ResultError))
 			r.srv.SetFault(tt.op, tt.fault)
 			r.srv.Rotate("all") // the callback's fetch hits the fault
 			remember()
 			eventually(t, "a failed refresh", func() bool {
-				return value(t, r.d.m.refreshes.WithLabelValues(TriggerNotification, ResultError)) > errsBefore
+				return value(t, r.d.m.refreshes.WithLabelValues(string(trigger.Notification), ResultError)) > errsBefore
 			})
 			r.checkDisk(t, live)
 			if code := r.get(t, "/readyz"); code != 200 {

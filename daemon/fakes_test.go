@@ -11,6 +11,8 @@ import (
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/wallet"
+
+	"github.com/cesd/cesd/trigger"
 )
 
 // newFakePipeline is the real pipeline on a fake CES and writer; nothing
@@ -140,3 +142,8 @@ func (w *fakeWriter) verify(string) (*wallet.Manifest, error) {
 	}
 	return &wallet.Manifest{Generation: w.gen, WalletName: w.name}, nil
 }
+
+// sinkFunc adapts a function to trigger.Sink.
+type sinkFunc func(trigger.Change)
+
+func (f sinkFunc) Notify(c trigger.Change) { f(c) }

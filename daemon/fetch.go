@@ -75,7 +75,12 @@ func errFields(err error) []zap.Field {
 // the refresher to log and retry.
 func (d *Daemon) refreshOnce(ctx context.Context, b batch) error {
 	start := time.Now()
-	trigger := b.primary()
+	trig := string(b.primary())
+	// A rotation that only a poll finds was missed unless a callback came
+	// after the previous refresh started: one that came earlier was answered
+	// by that refresh, so it cannot vouch for this rotation.
+	notifiedBefore := d.notifiedAtStart
+	d.notifiedAtStart = d.q.notifications()
 	var opts refresh.RunOptions
 	if d.cfg.OnChange != "" {
 		// Before the swap: a running hook may read these files at once.
@@ -87,29 +92,28 @@ func (d *Daemon) refreshOnce(ctx context.Context, b batch) error {
 		if ctx.Err() != nil {
 			return err // shutting down: not a CES failure
 		}
-		d.m.refreshes.WithLabelValues(trigger, ResultError).Inc()
+		d.m.refreshes.WithLabelValues(trig, ResultError).Inc()
 		d.m.refreshErrors.WithLabelValues(refresh.Kind(err)).Inc()
 		setTS(d.m.lastError, d.now())
-		return fmt.Errorf("refresh (%s): %w", trigger, err)
+		return fmt.Errorf("refresh (%s): %w", trig, err)
 	}
 	d.setLive(res)
 	setTS(d.m.lastSuccess, d.now())
 	gen := res.Generation
 	if !res.Swapped {
-		d.m.refreshes.WithLabelValues(trigger, ResultUnchanged).Inc()
+		d.m.refreshes.WithLabelValues(trig, ResultUnchanged).Inc()
 		d.log.Debug("live generation is current",
-			zap.String("trigger", trigger), zap.Int64("generation", gen), zap.Duration("duration", dur))
+			zap.String("trigger", trig), zap.Int64("generation", gen), zap.Duration("duration", dur))
 		return nil
 	}
-	d.m.refreshes.WithLabelValues(trigger, ResultSwapped).Inc()
+	d.m.refreshes.WithLabelValues(trig, ResultSwapped).Inc()
 	d.m.swaps.Inc()
-	notified := d.notifiedSinceSwap.Swap(false)
 	d.log.Info("new generation live",
-		zap.Int64("generation", gen), zap.String("trigger", trigger),
-		zap.Strings("triggers", b.triggerList()), zap.String("change", b.change()),
+		zap.Int64("generation", gen), zap.String("trigger", trig),
+		zap.Strings("triggers", b.triggerList()), zap.String("change", string(b.change())),
 		zap.Duration("duration", dur), zap.Duration("fetch_duration", res.Timings.Fetch),
 		zap.Duration("write_duration", res.Timings.Write))
-	if b.triggers == bitPoll && !notified && d.cfg.CallbackURL != "" {
+	if b.triggers == bitPoll && d.q.notifications() == notifiedBefore && d.cfg.CallbackURL != "" {
 		d.m.missed.Inc()
 		d.log.Warn("a poll found a rotation that no callback announced; check that CES can reach callback_url",
 			zap.Int64("generation", gen))

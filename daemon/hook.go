@@ -124,7 +124,7 @@ func (d *Daemon) runHook(ctx context.Context, job *hookJob) string {
 	cmd.Env = append(hookBaseEnv(os.Environ()),
 		"CESD_WALLET_DIR="+job.ev.WalletDir,
 		"CESD_GENERATION="+strconv.FormatInt(job.ev.Generation, 10),
-		"CESD_CHANGE="+job.ev.Change)
+		"CESD_CHANGE="+string(job.ev.Change))
 	out := &capWriter{max: hookCaptureMax}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = time.Second // do not wait forever on pipes a grandchild holds
@@ -142,7 +142,7 @@ func (d *Daemon) runHook(ctx context.Context, job *hookJob) string {
 	}
 	d.m.hookRuns.WithLabelValues(result).Inc()
 	fields := []zap.Field{
-		zap.Int64("generation", job.ev.Generation), zap.String("change", job.ev.Change),
+		zap.Int64("generation", job.ev.Generation), zap.String("change", string(job.ev.Change)),
 		zap.String("result", result), zap.Duration("duration", dur),
 	}
 	logged, dropped := truncate(d.hooks.redact(out.String()), hookOutputMax)

@@ -11,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/cesd/cesd/trigger"
 )
 
 func newHookDaemon(t *testing.T, cmd string, timeout time.Duration) (*Daemon, *observer.ObservedLogs) {
@@ -29,7 +31,7 @@ func TestHookEnvAndSuccess(t *testing.T) {
 	t.Setenv("CESD_CLIENT_SECRET", "must-not-reach-the-hook")
 	d, logs := newHookDaemon(t, `env | grep ^CESD_ | sort > "$OUT_FILE"; echo hello`, 10*time.Second)
 	t.Setenv("OUT_FILE", out)
-	res := d.runHook(context.Background(), &hookJob{ev: SwapEvent{WalletDir: "/w", Generation: 7, Change: ChangeWallet}})
+	res := d.runHook(context.Background(), &hookJob{ev: SwapEvent{WalletDir: "/w", Generation: 7, Change: trigger.ChangeWallet}})
 	if res != HookSuccess {
 		t.Fatalf("result %q, want success; logs %v", res, logs.All())
 	}
@@ -63,7 +65,7 @@ func TestHookResults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, logs := newHookDaemon(t, tt.cmd, tt.timeout)
-			res := d.runHook(context.Background(), &hookJob{ev: SwapEvent{Generation: 1, Change: ChangeAll}})
+			res := d.runHook(context.Background(), &hookJob{ev: SwapEvent{Generation: 1, Change: trigger.ChangeAll}})
 			if res != tt.want {
 				t.Fatalf("result %q, want %q", res, tt.want)
 			}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cesd/cesd/trigger"
 )
 
 // Refresh results, the values of the result label of cesd_refreshes_total.
@@ -66,9 +68,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		pollInterval: g("cesd_poll_interval_seconds", "Configured fallback poll period."),
 		ready:        g("cesd_ready", "1 while a valid generation is live on disk."),
 	}
-	for _, t := range allTriggers {
+	for _, t := range trigger.All() {
 		for _, r := range []string{ResultSwapped, ResultUnchanged, ResultError} {
-			m.refreshes.WithLabelValues(t, r)
+			m.refreshes.WithLabelValues(string(t), r)
 		}
 	}
 	for _, r := range []string{HookSuccess, HookFailure, HookTimeout} {

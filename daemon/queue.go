@@ -1,20 +1,9 @@
 package daemon
 
-import "sync"
+import (
+	"sync"
 
-// Trigger names, also the values of the trigger label of cesd_refreshes_total.
-const (
-	TriggerStartup      = "startup"
-	TriggerNotification = "notification"
-	TriggerPoll         = "poll"
-	TriggerSignal       = "signal"
-)
-
-// Change kinds carried by a CES callback and passed to hooks as CESD_CHANGE.
-const (
-	ChangeAll         = "all"
-	ChangeCredentials = "credentials"
-	ChangeWallet      = "wallet"
+	"github.com/cesd/cesd/trigger"
 )
 
 const (
@@ -30,26 +19,25 @@ const (
 	chWallet
 )
 
-var allTriggers = []string{TriggerStartup, TriggerNotification, TriggerPoll, TriggerSignal}
-
-func triggerBit(t string) uint8 {
+func triggerBit(t trigger.Trigger) uint8 {
 	switch t {
-	case TriggerStartup:
+	case trigger.Startup:
 		return bitStartup
-	case TriggerNotification:
+	case trigger.Notification:
 		return bitNotification
-	case TriggerPoll:
+	case trigger.Poll:
 		return bitPoll
-	default:
+	case trigger.Signal:
 		return bitSignal
 	}
+	return 0
 }
 
-func changeBit(c string) uint8 {
+func changeBit(c trigger.Change) uint8 {
 	switch c {
-	case ChangeCredentials:
+	case trigger.ChangeCredentials:
 		return chCredentials
-	case ChangeWallet:
+	case trigger.ChangeWallet:
 		return chWallet
 	default:
 		// The payload is never trusted beyond "something changed".
@@ -69,25 +57,25 @@ func (b batch) has(bit uint8) bool { return b.triggers&bit != 0 }
 
 // primary names the batch for the trigger label: one fetch is one refresh,
 // counted under its most significant trigger.
-func (b batch) primary() string {
+func (b batch) primary() trigger.Trigger {
 	switch {
 	case b.has(bitStartup):
-		return TriggerStartup
+		return trigger.Startup
 	case b.has(bitNotification):
-		return TriggerNotification
+		return trigger.Notification
 	case b.has(bitSignal):
-		return TriggerSignal
+		return trigger.Signal
 	default:
-		return TriggerPoll
+		return trigger.Poll
 	}
 }
 
 // triggerList lists every trigger in the batch, for logs.
 func (b batch) triggerList() []string {
 	var out []string
-	for _, t := range allTriggers {
+	for _, t := range trigger.All() {
 		if b.has(triggerBit(t)) {
-			out = append(out, t)
+			out = append(out, string(t))
 		}
 	}
 	return out
@@ -96,17 +84,17 @@ func (b batch) triggerList() []string {
 // change is what a hook is told changed. Only a batch made purely of
 // notifications that all named the same narrow change keeps it; anything
 // else (a poll, a signal, mixed kinds) is conservatively "all".
-func (b batch) change() string {
+func (b batch) change() trigger.Change {
 	if b.triggers != bitNotification {
-		return ChangeAll
+		return trigger.ChangeAll
 	}
 	switch b.changes {
 	case chCredentials:
-		return ChangeCredentials
+		return trigger.ChangeCredentials
 	case chWallet:
-		return ChangeWallet
+		return trigger.ChangeWallet
 	default:
-		return ChangeAll
+		return trigger.ChangeAll
 	}
 }
 
@@ -122,18 +110,24 @@ type queue struct {
 	pending batch
 	busy    bool // a taken batch is being fetched
 	wake    chan struct{}
+	// notified counts callbacks ever added, so the daemon can tell whether
+	// one arrived since a given refresh started.
+	notified uint64
 }
 
 func newQueue() *queue { return &queue{wake: make(chan struct{}, 1)} }
 
 // add never blocks.
-func (q *queue) add(trigger, change string) {
-	b := batch{triggers: triggerBit(trigger)}
-	if trigger == TriggerNotification {
+func (q *queue) add(t trigger.Trigger, change trigger.Change) {
+	b := batch{triggers: triggerBit(t)}
+	if t == trigger.Notification {
 		b.changes = changeBit(change)
 	}
 	q.mu.Lock()
 	q.pending = q.pending.merge(b)
+	if t == trigger.Notification {
+		q.notified++
+	}
 	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
@@ -173,8 +167,27 @@ func (q *queue) idle() bool {
 	return !q.busy && q.pending.empty()
 }
 
+// notifications is how many callbacks were ever added.
+func (q *queue) notifications() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.notified
+}
+
 func (q *queue) peek() batch {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.pending
 }
+
+// Queue is where triggers wait for the daemon's refresher. Build it first,
+// hand it to the callback listener as its trigger.Sink and to New as
+// Deps.Queue: CES callbacks then reach the daemon through it alone.
+type Queue struct{ q *queue }
+
+// NewQueue returns an empty queue.
+func NewQueue() *Queue { return &Queue{q: newQueue()} }
+
+// Notify queues a refresh for a CES callback. It never blocks, so the
+// listener can answer 202 at once.
+func (q *Queue) Notify(change trigger.Change) { q.q.add(trigger.Notification, change) }

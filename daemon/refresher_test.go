@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cesd/cesd/ces"
+
+	"github.com/cesd/cesd/trigger"
 )
 
 // fakeFetch reports each batch on started and blocks until released.
@@ -55,25 +57,25 @@ func TestRefresherCoalescesTriggersDuringFetch(t *testing.T) {
 	startRefresher(t, &refresher{q: q, fetch: f.fetch, rand: func() float64 { return 0 },
 		base: time.Millisecond, max: time.Millisecond})
 
-	q.add(TriggerPoll, "")
+	q.add(trigger.Poll, "")
 	if b := <-f.started; b.triggers != bitPoll {
 		t.Fatalf("first batch %v, want poll", b.triggerList())
 	}
 	// 1000 triggers while the fetch is in flight.
 	for range 1000 {
-		q.add(TriggerNotification, ChangeWallet)
+		q.add(trigger.Notification, trigger.ChangeWallet)
 	}
 	f.release <- nil
 
 	b := <-f.started
-	if b.triggers != bitNotification || b.change() != ChangeWallet {
+	if b.triggers != bitNotification || b.change() != trigger.ChangeWallet {
 		t.Fatalf("second batch %v change %q, want exactly the notifications (wallet)", b.triggerList(), b.change())
 	}
 	f.release <- nil
 
 	// Exactly one more: the next fetch must be the one this signal causes,
 	// not a leftover from the storm.
-	q.add(TriggerSignal, "")
+	q.add(trigger.Signal, "")
 	if b := <-f.started; b.triggers != bitSignal {
 		t.Fatalf("third batch %v, want only signal (a storm leftover leaked)", b.triggerList())
 	}
@@ -88,11 +90,11 @@ func TestRefresherTriggerDuringFetchIsNeverLost(t *testing.T) {
 	f := newFakeFetch()
 	startRefresher(t, &refresher{q: q, fetch: f.fetch, rand: func() float64 { return 0 },
 		base: time.Millisecond, max: time.Millisecond})
-	q.add(TriggerStartup, "")
+	q.add(trigger.Startup, "")
 	for i := range 200 {
 		<-f.started
 		// One trigger per fetch, always while it is in flight.
-		q.add(TriggerNotification, ChangeAll)
+		q.add(trigger.Notification, trigger.ChangeAll)
 		f.release <- nil
 		if i == 199 {
 			break
@@ -120,11 +122,11 @@ func TestRefresherRetriesFailedBatch(t *testing.T) {
 		},
 		onRecover: func(n int) { recovered <- n },
 	})
-	q.add(TriggerNotification, ChangeCredentials)
+	q.add(trigger.Notification, trigger.ChangeCredentials)
 	failErr := &ces.Error{Op: "fetch-credentials", Kind: ces.KindServer, StatusCode: 500}
 	for i := range 3 {
 		b := <-f.started
-		if b.triggers != bitNotification || b.change() != ChangeCredentials {
+		if b.triggers != bitNotification || b.change() != trigger.ChangeCredentials {
 			t.Fatalf("attempt %d batch %v %q, want the failed notification retried", i, b.triggerList(), b.change())
 		}
 		if i < 2 {
@@ -151,11 +153,11 @@ func TestRefresherTriggersDuringBackoffJoinRetry(t *testing.T) {
 		onFailure: func(error, int, time.Duration) {
 			// Runs before the backoff wait: add a trigger that must join
 			// the retry rather than cause a fetch of its own.
-			q.add(TriggerSignal, "")
+			q.add(trigger.Signal, "")
 			close(inBackoff)
 		},
 	})
-	q.add(TriggerPoll, "")
+	q.add(trigger.Poll, "")
 	<-f.started
 	f.release <- errors.New("boom")
 	<-inBackoff
@@ -164,7 +166,7 @@ func TestRefresherTriggersDuringBackoffJoinRetry(t *testing.T) {
 		t.Fatalf("retry batch %v, want poll+signal", b.triggerList())
 	}
 	f.release <- nil
-	q.add(TriggerStartup, "")
+	q.add(trigger.Startup, "")
 	if b := <-f.started; b.triggers != bitStartup {
 		t.Fatalf("next batch %v, want startup only", b.triggerList())
 	}
@@ -179,10 +181,10 @@ func TestRefresherStopsDuringFloorWait(t *testing.T) {
 		minInterval: time.Hour, base: time.Millisecond, max: time.Millisecond}
 	done := make(chan error, 1)
 	go func() { done <- r.run(ctx) }()
-	q.add(TriggerPoll, "")
+	q.add(trigger.Poll, "")
 	<-f.started
 	f.release <- nil
-	q.add(TriggerSignal, "") // waits out the one-hour floor
+	q.add(trigger.Signal, "") // waits out the one-hour floor
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run = %v", err)
@@ -196,21 +198,25 @@ func TestRefresherStopsDuringFloorWait(t *testing.T) {
 }
 
 func TestBatchChange(t *testing.T) {
+	type add struct {
+		t trigger.Trigger
+		c trigger.Change
+	}
 	tests := []struct {
-		adds [][2]string
-		want string
+		adds []add
+		want trigger.Change
 	}{
-		{[][2]string{{TriggerNotification, "wallet"}}, ChangeWallet},
-		{[][2]string{{TriggerNotification, "credentials"}, {TriggerNotification, "credentials"}}, ChangeCredentials},
-		{[][2]string{{TriggerNotification, "credentials"}, {TriggerNotification, "wallet"}}, ChangeAll},
-		{[][2]string{{TriggerNotification, "bogus\x00"}}, ChangeAll},
-		{[][2]string{{TriggerNotification, "wallet"}, {TriggerPoll, ""}}, ChangeAll},
-		{[][2]string{{TriggerSignal, ""}}, ChangeAll},
+		{[]add{{trigger.Notification, "wallet"}}, trigger.ChangeWallet},
+		{[]add{{trigger.Notification, "credentials"}, {trigger.Notification, "credentials"}}, trigger.ChangeCredentials},
+		{[]add{{trigger.Notification, "credentials"}, {trigger.Notification, "wallet"}}, trigger.ChangeAll},
+		{[]add{{trigger.Notification, "bogus\x00"}}, trigger.ChangeAll},
+		{[]add{{trigger.Notification, "wallet"}, {trigger.Poll, ""}}, trigger.ChangeAll},
+		{[]add{{trigger.Signal, ""}}, trigger.ChangeAll},
 	}
 	for _, tt := range tests {
 		q := newQueue()
 		for _, a := range tt.adds {
-			q.add(a[0], a[1])
+			q.add(a.t, a.c)
 		}
 		b, _ := q.take()
 		if got := b.change(); got != tt.want {
@@ -222,12 +228,12 @@ func TestBatchChange(t *testing.T) {
 func TestBatchPrimary(t *testing.T) {
 	tests := []struct {
 		bits uint8
-		want string
+		want trigger.Trigger
 	}{
-		{bitPoll, TriggerPoll},
-		{bitPoll | bitSignal, TriggerSignal},
-		{bitPoll | bitSignal | bitNotification, TriggerNotification},
-		{bitStartup | bitNotification, TriggerStartup},
+		{bitPoll, trigger.Poll},
+		{bitPoll | bitSignal, trigger.Signal},
+		{bitPoll | bitSignal | bitNotification, trigger.Notification},
+		{bitStartup | bitNotification, trigger.Startup},
 	}
 	for _, tt := range tests {
 		if got := (batch{triggers: tt.bits}).primary(); got != tt.want {

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+
+	"github.com/cesd/cesd/trigger"
 )
 
 // coalescer models the daemon's trigger: it counts calls and keeps at most
@@ -30,7 +32,7 @@ type coalescer struct {
 
 func newCoalescer() *coalescer { return &coalescer{pending: make(chan struct{}, 1)} }
 
-func (c *coalescer) trigger(string) {
+func (c *coalescer) Notify(trigger.Change) {
 	c.calls.Add(1)
 	select {
 	case c.pending <- struct{}{}:
@@ -103,7 +105,7 @@ func request(method, path, body string) string {
 func TestHostileCallbacks(t *testing.T) {
 	c := newCoalescer()
 	reg := prometheus.NewRegistry()
-	s, err := NewServer(Config{Listen: "127.0.0.1:0", Path: cbPath}, c.trigger, zap.NewNop(), reg)
+	s, err := NewServer(Config{Listen: "127.0.0.1:0", Path: cbPath}, c, zap.NewNop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +168,7 @@ func TestHostileCallbacks(t *testing.T) {
 // shortened from 5s for the test; TestServerLimits pins the real value.
 func TestSlowlorisHeaders(t *testing.T) {
 	c := newCoalescer()
-	s, err := NewServer(Config{Listen: "127.0.0.1:0", Path: cbPath}, c.trigger, zap.NewNop(), nil)
+	s, err := NewServer(Config{Listen: "127.0.0.1:0", Path: cbPath}, c, zap.NewNop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +263,7 @@ func TestConcurrentConnections(t *testing.T) {
 		t.Logf("RLIMIT_NOFILE is %d and cannot be raised: using %d connections", lim, n)
 	}
 	c := newCoalescer()
-	s, err := NewServer(Config{Listen: "127.0.0.1:0", Path: cbPath}, c.trigger, zap.NewNop(), nil)
+	s, err := NewServer(Config{Listen: "127.0.0.1:0", Path: cbPath}, c, zap.NewNop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

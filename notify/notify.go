@@ -1,16 +1,17 @@
 // Package notify owns the CES rotation-callback listener: an HTTP(S) server
-// that turns a well-formed POST on one configured path into a call to a
-// trigger function. It never fetches credentials and never writes to disk.
+// that turns a well-formed POST on one configured path into a
+// trigger.Sink's Notify (the daemon's queue). It never fetches credentials
+// and never writes to disk.
 //
 // The payload is never trusted beyond "something changed": the worst a forged
 // callback can do is cause one extra, coalesced fetch in the daemon. The
 // optional basic-auth check and a secret callback path only cut that noise;
 // over TLS the key pair is re-read when its files change (docs/security.md).
 //
-// Trigger contract: the trigger runs on the request goroutine and the 202 is
-// written only after it returns, so it must not block. The daemon's trigger
-// only sets a flag or does a non-blocking send on a buffered channel; the
-// handler never waits for a fetch.
+// Sink contract: Notify runs on the request goroutine and the 202 is written
+// only after it returns, so it must not block. The daemon's queue only merges
+// a bit set and does a non-blocking send on a buffered channel; the handler
+// never waits for a fetch.
 package notify
 
 import (
@@ -26,6 +27,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/cesd/cesd/trigger"
 )
 
 // DefaultMaxBodyBytes caps a callback body (PRODUCT.md §6: 413 over 64 KiB).
@@ -33,13 +36,6 @@ const DefaultMaxBodyBytes int64 = 64 << 10
 
 // Usecase is the only usecase value CES sends to a rotation callback.
 const Usecase = "credentialRotation"
-
-// Change values CES sends. Anything else is passed to the trigger as ChangeAll.
-const (
-	ChangeAll         = "all"
-	ChangeCredentials = "credentials"
-	ChangeWallet      = "wallet"
-)
 
 // Options tune a handler beyond NewHandler's defaults.
 type Options struct {
@@ -80,8 +76,8 @@ func ValidatePath(path string) error {
 // with one already registered on reg), as http.ServeMux and MustRegister do;
 // callers that want an error use NewHandlerWithOptions.
 // log and reg may be nil.
-func NewHandler(path string, trigger func(change string), log *zap.Logger, reg prometheus.Registerer) http.Handler {
-	h, err := NewHandlerWithOptions(path, Options{}, trigger, log, reg)
+func NewHandler(path string, sink trigger.Sink, log *zap.Logger, reg prometheus.Registerer) http.Handler {
+	h, err := NewHandlerWithOptions(path, Options{}, sink, log, reg)
 	if err != nil {
 		panic("notify: " + err.Error())
 	}
@@ -91,12 +87,12 @@ func NewHandler(path string, trigger func(change string), log *zap.Logger, reg p
 // NewHandlerWithOptions is NewHandler returning an error instead of panicking.
 // If reg already holds cesd_notifications_total, the existing counter is
 // reused, so two handlers may share a registry.
-func NewHandlerWithOptions(path string, opts Options, trigger func(change string), log *zap.Logger, reg prometheus.Registerer) (http.Handler, error) {
+func NewHandlerWithOptions(path string, opts Options, sink trigger.Sink, log *zap.Logger, reg prometheus.Registerer) (http.Handler, error) {
 	if err := ValidatePath(path); err != nil {
 		return nil, err
 	}
-	if trigger == nil {
-		return nil, errors.New("nil trigger")
+	if sink == nil {
+		return nil, errors.New("nil trigger sink")
 	}
 	if opts.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("max body bytes %d must not be negative", opts.MaxBodyBytes)
@@ -115,7 +111,7 @@ func NewHandlerWithOptions(path string, opts Options, trigger func(change string
 	// callback, so rate() and absent() alerts work from the start.
 	h := &handler{
 		maxBody:  opts.MaxBodyBytes,
-		trigger:  trigger,
+		sink:     sink,
 		log:      log,
 		accepted: counter.WithLabelValues("accepted"),
 		rejected: counter.WithLabelValues("rejected"),
@@ -156,7 +152,7 @@ func newCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 type handler struct {
 	router   http.Handler
 	maxBody  int64
-	trigger  func(string)
+	sink     trigger.Sink
 	log      *zap.Logger
 	accepted prometheus.Counter
 	rejected prometheus.Counter
@@ -244,26 +240,21 @@ func (h *handler) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	change := normaliseChange(p.Change)
-	h.trigger(change)
-	h.log.Info("rotation callback accepted", zap.String("change", change), zap.String("remote", r.RemoteAddr))
+	h.sink.Notify(change)
+	h.log.Info("rotation callback accepted", zap.String("change", string(change)), zap.String("remote", r.RemoteAddr))
 	w.WriteHeader(http.StatusAccepted)
 }
 
 var errTrailing = errors.New("trailing data after JSON value")
 
-// normaliseChange maps anything but a known change to ChangeAll: an unknown
-// or missing value still means "something changed", and fetching everything
-// is the safe reading.
-func normaliseChange(raw json.RawMessage) string {
+// normaliseChange reads the change field; anything but a known change
+// (not a string, missing, unknown) is trigger.ChangeAll.
+func normaliseChange(raw json.RawMessage) trigger.Change {
 	var s string
 	if len(raw) == 0 || json.Unmarshal(raw, &s) != nil {
-		return ChangeAll
+		return trigger.ChangeAll
 	}
-	switch s {
-	case ChangeCredentials, ChangeWallet:
-		return s
-	}
-	return ChangeAll
+	return trigger.ParseChange(s)
 }
 
 // basicAuth compares SHA-256 digests so that neither the content nor the

@@ -27,6 +27,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+
+	"github.com/cesd/cesd/trigger"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -40,9 +42,9 @@ type recorder struct{ ch chan string }
 
 func newRecorder() *recorder { return &recorder{ch: make(chan string, 16)} }
 
-func (r *recorder) trigger(change string) {
+func (r *recorder) Notify(change trigger.Change) {
 	select {
-	case r.ch <- change:
+	case r.ch <- string(change):
 	default:
 	}
 }
@@ -57,6 +59,11 @@ func (r *recorder) got() string {
 		return ""
 	}
 }
+
+// sinkFunc adapts a function to trigger.Sink.
+type sinkFunc func(trigger.Change)
+
+func (f sinkFunc) Notify(c trigger.Change) { f(c) }
 
 func body(usecase, change string) string {
 	return `{"usecase":"` + usecase + `","change":"` + change + `"}`
@@ -128,7 +135,7 @@ func TestHandler(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
-			h := NewHandler(cbPath, rec.trigger, zap.NewNop(), nil)
+			h := NewHandler(cbPath, rec, zap.NewNop(), nil)
 			method, path := tc.method, tc.path
 			if method == "" {
 				method = http.MethodPost
@@ -206,7 +213,7 @@ func TestHandlerHugeBodyNotRead(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
-			h := NewHandler(cbPath, rec.trigger, nil, nil)
+			h := NewHandler(cbPath, rec, nil, nil)
 			cr := &countingReader{n: huge}
 			req := httptest.NewRequest(http.MethodPost, cbPath, cr)
 			req.ContentLength = tc.contentLength
@@ -227,7 +234,7 @@ func TestHandlerHugeBodyNotRead(t *testing.T) {
 
 func TestHandlerMaxBodyOption(t *testing.T) {
 	rec := newRecorder()
-	h, err := NewHandlerWithOptions(cbPath, Options{MaxBodyBytes: 50}, rec.trigger, nil, nil)
+	h, err := NewHandlerWithOptions(cbPath, Options{MaxBodyBytes: 50}, rec, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +270,7 @@ func counterVec(t *testing.T, reg prometheus.Registerer) *prometheus.CounterVec 
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	rec := newRecorder()
-	h := NewHandler(cbPath, rec.trigger, nil, reg)
+	h := NewHandler(cbPath, rec, nil, reg)
 
 	const zero = `
 # HELP cesd_notifications_total Rotation callbacks received on the callback listener, by result (accepted, rejected).
@@ -294,7 +301,7 @@ cesd_notifications_total{result="rejected"} 0
 	}
 
 	// A second handler on the same registry shares the counter.
-	h2 := NewHandler(cbPath, rec.trigger, nil, reg)
+	h2 := NewHandler(cbPath, rec, nil, reg)
 	h2.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, cbPath, strings.NewReader(body(Usecase, "all"))))
 	if got := testutil.ToFloat64(cv.WithLabelValues("accepted")); got != 3 {
 		t.Errorf("accepted after second handler = %v, want 3", got)
@@ -304,7 +311,7 @@ cesd_notifications_total{result="rejected"} 0
 func TestMetricConflict(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "cesd_notifications_total", Help: "x"}))
-	if _, err := NewHandlerWithOptions(cbPath, Options{}, func(string) {}, nil, reg); err == nil {
+	if _, err := NewHandlerWithOptions(cbPath, Options{}, sinkFunc(func(trigger.Change) {}), nil, reg); err == nil {
 		t.Fatal("want a registration error")
 	}
 	defer func() {
@@ -312,27 +319,27 @@ func TestMetricConflict(t *testing.T) {
 			t.Error("NewHandler did not panic on a metric conflict")
 		}
 	}()
-	NewHandler(cbPath, func(string) {}, nil, reg)
+	NewHandler(cbPath, sinkFunc(func(trigger.Change) {}), nil, reg)
 }
 
 func TestNewHandlerErrors(t *testing.T) {
 	tests := []struct {
-		name    string
-		path    string
-		opts    Options
-		trigger func(string)
+		name string
+		path string
+		opts Options
+		sink trigger.Sink
 	}{
-		{name: "relative path", path: "ces", trigger: func(string) {}},
-		{name: "empty path", path: "", trigger: func(string) {}},
-		{name: "pattern path", path: "/ces/{id}", trigger: func(string) {}},
-		{name: "wildcard path", path: "/ces/*", trigger: func(string) {}},
-		{name: "query in path", path: "/ces?x=1", trigger: func(string) {}},
+		{name: "relative path", path: "ces", sink: sinkFunc(func(trigger.Change) {})},
+		{name: "empty path", path: "", sink: sinkFunc(func(trigger.Change) {})},
+		{name: "pattern path", path: "/ces/{id}", sink: sinkFunc(func(trigger.Change) {})},
+		{name: "wildcard path", path: "/ces/*", sink: sinkFunc(func(trigger.Change) {})},
+		{name: "query in path", path: "/ces?x=1", sink: sinkFunc(func(trigger.Change) {})},
 		{name: "nil trigger", path: cbPath},
-		{name: "negative limit", path: cbPath, opts: Options{MaxBodyBytes: -1}, trigger: func(string) {}},
+		{name: "negative limit", path: cbPath, opts: Options{MaxBodyBytes: -1}, sink: sinkFunc(func(trigger.Change) {})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := NewHandlerWithOptions(tc.path, tc.opts, tc.trigger, nil, nil); err == nil {
+			if _, err := NewHandlerWithOptions(tc.path, tc.opts, tc.sink, nil, nil); err == nil {
 				t.Fatal("want an error")
 			}
 		})
@@ -374,7 +381,7 @@ func TestMiddlewareSlot(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
-	h, err := NewHandlerWithOptions(cbPath, Options{Middleware: []func(http.Handler) http.Handler{requireToken}}, rec.trigger, nil, reg)
+	h, err := NewHandlerWithOptions(cbPath, Options{Middleware: []func(http.Handler) http.Handler{requireToken}}, rec, nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +419,7 @@ func TestMiddlewareSlot(t *testing.T) {
 func TestRejectionLogsNeverBody(t *testing.T) {
 	const marker = "SECRET-MARKER-7f3a"
 	core, logs := observer.New(zapcore.DebugLevel)
-	h := NewHandler(cbPath, newRecorder().trigger, zap.New(core), nil)
+	h := NewHandler(cbPath, newRecorder(), zap.New(core), nil)
 	for _, tc := range []struct {
 		method, path, body, reason string
 	}{
@@ -448,7 +455,7 @@ func TestRejectionLogsNeverBody(t *testing.T) {
 
 // ---- Server ----
 
-func newTestServer(t *testing.T, cfg Config, trigger func(string)) *Server {
+func newTestServer(t *testing.T, cfg Config, sink trigger.Sink) *Server {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
@@ -456,7 +463,7 @@ func newTestServer(t *testing.T, cfg Config, trigger func(string)) *Server {
 	if cfg.Path == "" {
 		cfg.Path = cbPath
 	}
-	s, err := NewServer(cfg, trigger, zap.NewNop(), prometheus.NewRegistry())
+	s, err := NewServer(cfg, sink, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -553,7 +560,7 @@ func TestRun(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
-			s := newTestServer(t, tc.cfg, rec.trigger)
+			s := newTestServer(t, tc.cfg, rec)
 			stop := run(t, s)
 			c := tc.client()
 			defer c.CloseIdleConnections()
@@ -583,7 +590,7 @@ func TestRun(t *testing.T) {
 
 func TestServerLimits(t *testing.T) {
 	certFile, keyFile, _ := writeSelfSigned(t)
-	s := newTestServer(t, Config{TLSCertFile: certFile, TLSKeyFile: keyFile}, newRecorder().trigger)
+	s := newTestServer(t, Config{TLSCertFile: certFile, TLSKeyFile: keyFile}, newRecorder())
 	defer s.Close()
 	got := [...]time.Duration{s.srv.ReadHeaderTimeout, s.srv.ReadTimeout, s.srv.WriteTimeout, s.srv.IdleTimeout, s.shutdownTimeout}
 	want := [...]time.Duration{5 * time.Second, 10 * time.Second, 10 * time.Second, 60 * time.Second, 5 * time.Second}
@@ -600,7 +607,7 @@ func TestServerLimits(t *testing.T) {
 
 func TestRunRefusesOldTLS(t *testing.T) {
 	certFile, keyFile, pool := writeSelfSigned(t)
-	s := newTestServer(t, Config{TLSCertFile: certFile, TLSKeyFile: keyFile}, newRecorder().trigger)
+	s := newTestServer(t, Config{TLSCertFile: certFile, TLSKeyFile: keyFile}, newRecorder())
 	run(t, s)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}}
 	defer tr.CloseIdleConnections()
@@ -621,7 +628,7 @@ func TestRunDrainsInFlight(t *testing.T) {
 		})
 	}
 	rec := newRecorder()
-	s := newTestServer(t, Config{Middleware: []func(http.Handler) http.Handler{block}}, rec.trigger)
+	s := newTestServer(t, Config{Middleware: []func(http.Handler) http.Handler{block}}, rec)
 	shuttingDown := make(chan struct{})
 	s.srv.RegisterOnShutdown(func() { close(shuttingDown) })
 	stop := run(t, s)
@@ -664,7 +671,7 @@ func TestRunShutdownTimeout(t *testing.T) {
 			<-release
 		})
 	}
-	s := newTestServer(t, Config{Middleware: []func(http.Handler) http.Handler{block}}, newRecorder().trigger)
+	s := newTestServer(t, Config{Middleware: []func(http.Handler) http.Handler{block}}, newRecorder())
 	s.shutdownTimeout = time.Millisecond
 	stop := run(t, s)
 
@@ -689,7 +696,7 @@ func TestRunShutdownTimeout(t *testing.T) {
 }
 
 func TestRunServeError(t *testing.T) {
-	s := newTestServer(t, Config{}, newRecorder().trigger)
+	s := newTestServer(t, Config{}, newRecorder())
 	_ = s.ln.Close()
 	err := s.Run(context.Background())
 	if err == nil || !errors.Is(err, net.ErrClosed) {
@@ -698,7 +705,7 @@ func TestRunServeError(t *testing.T) {
 }
 
 func TestRunTwice(t *testing.T) {
-	s := newTestServer(t, Config{}, newRecorder().trigger)
+	s := newTestServer(t, Config{}, newRecorder())
 	stop := run(t, s)
 	c := &http.Client{Transport: &http.Transport{}}
 	defer c.CloseIdleConnections()
@@ -717,7 +724,7 @@ func TestRunTwice(t *testing.T) {
 }
 
 func TestCloseReleasesPort(t *testing.T) {
-	s := newTestServer(t, Config{}, newRecorder().trigger)
+	s := newTestServer(t, Config{}, newRecorder())
 	addr := s.Addr()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -739,28 +746,28 @@ func TestNewServerErrors(t *testing.T) {
 	}
 	defer busy.Close()
 	certFile, keyFile, _ := writeSelfSigned(t)
-	ok := func(string) {}
+	ok := sinkFunc(func(trigger.Change) {})
 	tests := []struct {
-		name    string
-		cfg     Config
-		trigger func(string)
-		check   func(error) bool
+		name  string
+		cfg   Config
+		sink  trigger.Sink
+		check func(error) bool
 	}{
-		{name: "port in use", cfg: Config{Listen: busy.Addr().String()}, trigger: ok,
+		{name: "port in use", cfg: Config{Listen: busy.Addr().String()}, sink: ok,
 			check: func(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }},
-		{name: "empty listen", cfg: Config{}, trigger: ok},
-		{name: "bad listen", cfg: Config{Listen: "no-port"}, trigger: ok},
-		{name: "cert without key", cfg: Config{Listen: "127.0.0.1:0", TLSCertFile: certFile}, trigger: ok},
-		{name: "key without cert", cfg: Config{Listen: "127.0.0.1:0", TLSKeyFile: keyFile}, trigger: ok},
-		{name: "missing cert file", cfg: Config{Listen: "127.0.0.1:0", TLSCertFile: certFile + ".no", TLSKeyFile: keyFile}, trigger: ok,
+		{name: "empty listen", cfg: Config{}, sink: ok},
+		{name: "bad listen", cfg: Config{Listen: "no-port"}, sink: ok},
+		{name: "cert without key", cfg: Config{Listen: "127.0.0.1:0", TLSCertFile: certFile}, sink: ok},
+		{name: "key without cert", cfg: Config{Listen: "127.0.0.1:0", TLSKeyFile: keyFile}, sink: ok},
+		{name: "missing cert file", cfg: Config{Listen: "127.0.0.1:0", TLSCertFile: certFile + ".no", TLSKeyFile: keyFile}, sink: ok,
 			check: func(err error) bool { return errors.Is(err, os.ErrNotExist) }},
-		{name: "key and cert swapped", cfg: Config{Listen: "127.0.0.1:0", TLSCertFile: keyFile, TLSKeyFile: certFile}, trigger: ok},
-		{name: "bad path", cfg: Config{Listen: "127.0.0.1:0", Path: "ces"}, trigger: ok},
+		{name: "key and cert swapped", cfg: Config{Listen: "127.0.0.1:0", TLSCertFile: keyFile, TLSKeyFile: certFile}, sink: ok},
+		{name: "bad path", cfg: Config{Listen: "127.0.0.1:0", Path: "ces"}, sink: ok},
 		{name: "nil trigger", cfg: Config{Listen: "127.0.0.1:0"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := NewServer(tc.cfg, tc.trigger, nil, nil)
+			s, err := NewServer(tc.cfg, tc.sink, nil, nil)
 			if err == nil {
 				_ = s.Close()
 				t.Fatal("want an error")
@@ -774,7 +781,7 @@ func TestNewServerErrors(t *testing.T) {
 
 func TestDefaultPathIsRoot(t *testing.T) {
 	rec := newRecorder()
-	s, err := NewServer(Config{Listen: "127.0.0.1:0"}, rec.trigger, nil, nil)
+	s, err := NewServer(Config{Listen: "127.0.0.1:0"}, rec, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -787,7 +794,7 @@ func TestDefaultPathIsRoot(t *testing.T) {
 }
 
 func BenchmarkCallback(b *testing.B) {
-	h := NewHandler(cbPath, func(string) {}, zap.NewNop(), prometheus.NewRegistry())
+	h := NewHandler(cbPath, sinkFunc(func(trigger.Change) {}), zap.NewNop(), prometheus.NewRegistry())
 	payload := []byte(body(Usecase, "all"))
 	rd := bytes.NewReader(payload)
 	b.ReportAllocs()

@@ -91,7 +91,7 @@ func TestTLSCertificateReload(t *testing.T) {
 
 	core, logs := observer.New(zapcore.InfoLevel)
 	s, err := NewServer(Config{Listen: "127.0.0.1:0", Path: cbPath, TLSCertFile: certFile, TLSKeyFile: keyFile},
-		newRecorder().trigger, zap.New(core), prometheus.NewRegistry())
+		newRecorder(), zap.New(core), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestBasicAuth(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			core, logs := observer.New(zapcore.DebugLevel)
 			rec := newRecorder()
-			h, err := NewHandlerWithOptions(cbPath, Options{BasicAuthUser: tc.authUser, BasicAuthPassword: tc.authPass}, rec.trigger, zap.New(core), reg)
+			h, err := NewHandlerWithOptions(cbPath, Options{BasicAuthUser: tc.authUser, BasicAuthPassword: tc.authPass}, rec, zap.New(core), reg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -266,7 +266,7 @@ func TestBasicAuthFromURLUserinfo(t *testing.T) {
 		t.Fatalf("CallbackCredentials = %q, %q, %v", user, pass, err)
 	}
 	rec := newRecorder()
-	s := newTestServer(t, Config{BasicAuthUser: user, BasicAuthPassword: pass}, rec.trigger)
+	s := newTestServer(t, Config{BasicAuthUser: user, BasicAuthPassword: pass}, rec)
 	run(t, s)
 	c := &http.Client{Transport: &http.Transport{}}
 	defer c.CloseIdleConnections()
@@ -313,7 +313,7 @@ func TestCallbackCredentials(t *testing.T) {
 
 func TestBasicAuthOverHTTPWarns(t *testing.T) {
 	core, logs := observer.New(zapcore.WarnLevel)
-	s, err := NewServer(Config{Listen: "127.0.0.1:0", BasicAuthUser: "u", BasicAuthPassword: "pw-never-logged"}, newRecorder().trigger, zap.New(core), nil)
+	s, err := NewServer(Config{Listen: "127.0.0.1:0", BasicAuthUser: "u", BasicAuthPassword: "pw-never-logged"}, newRecorder(), zap.New(core), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

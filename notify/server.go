@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/cesd/cesd/trigger"
 )
 
 // Server timeouts. A callback is one small POST, so every limit is tight.
@@ -109,7 +111,7 @@ type Server struct {
 
 // NewServer validates cfg, loads the TLS key pair when configured, builds the
 // handler (registering its metric on reg when non-nil) and binds cfg.Listen.
-func NewServer(cfg Config, trigger func(change string), log *zap.Logger, reg prometheus.Registerer) (*Server, error) {
+func NewServer(cfg Config, sink trigger.Sink, log *zap.Logger, reg prometheus.Registerer) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -127,7 +129,7 @@ func NewServer(cfg Config, trigger func(change string), log *zap.Logger, reg pro
 		BasicAuthUser:     cfg.BasicAuthUser,
 		BasicAuthPassword: cfg.BasicAuthPassword,
 		Middleware:        cfg.Middleware,
-	}, trigger, log, reg)
+	}, sink, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("notify: %w", err)
 	}
@@ -204,7 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 // Close releases the listener of a Server that was never run. After Run has
 // started it is a no-op: cancel Run's context instead.
 func (s *Server) Close() error {
-	if !s.started.CompareAndSwap(false, true) {
+	if s == nil || !s.started.CompareAndSwap(false, true) {
 		return nil
 	}
 	return s.ln.Close()

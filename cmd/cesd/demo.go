@@ -116,11 +116,12 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
 	swapped := make(chan string, 8) // the wallet name of every swap, so the rotator can wait for the poll
 
 	reg := newRegistry()
-	d, err := buildDaemon(cfg, cc, log.With(zap.String("mode", "demo")), reg, reg,
+	d, listener, err := buildDaemon(cfg, cc, log.With(zap.String("mode", "demo")), reg, reg,
 		extras{observers: []daemon.Observer{&narrator{say: say, dir: rel(cfg.WalletDir), sim: sim, pending: pending, swapped: swapped}}})
 	if err != nil {
 		return err
 	}
+	defer listener.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // the banner and the rotator end with the daemon
 	go func() {

@@ -60,9 +60,11 @@ func registeredMetrics(t *testing.T) map[string]bool {
 	reg := prometheus.NewRegistry()
 	rec := &recorder{Registerer: reg, names: map[string]bool{}}
 	rec.MustRegister(prometheusCollectors()...)
-	if _, err := buildDaemon(cfg, cc, zap.NewNop(), rec, reg, extras{}); err != nil {
+	_, callback, err := buildDaemon(cfg, cc, zap.NewNop(), rec, reg, extras{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	callback.Close()
 	return rec.names
 }
 

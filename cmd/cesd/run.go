@@ -42,8 +42,9 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	reg := newRegistry()
-	d, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup})
+	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup})
 	if err == nil {
+		defer callback.Close()
 		err = d.Run(ctx)
 	}
 	if err != nil {
@@ -75,28 +76,40 @@ type extras struct {
 }
 
 // buildDaemon wires ces, wallet, the refresh pipeline, certinfo, notify and
-// daemon. Every metric lands on reg, which /metrics serves through gat.
-func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Registerer, gat prometheus.Gatherer, ex extras) (*daemon.Daemon, error) {
+// daemon. Every metric lands on reg, which /metrics serves through gat. The
+// callback listener (nil in poll-only mode) is the caller's to Close once the
+// daemon has run: Close is a no-op once Run started it.
+func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Registerer, gat prometheus.Gatherer, ex extras) (*daemon.Daemon, *notify.Server, error) {
 	cc.Registerer = reg
 	client, err := ces.New(cc)
 	if err != nil {
-		return nil, fmt.Errorf("ces client: %w", err)
+		return nil, nil, fmt.Errorf("ces client: %w", err)
 	}
 	w, err := newWriter(cfg, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pipeline, err := newPipeline(cfg, client, w, reg, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	certs, err := certinfo.NewExporter(reg, log.Named("certs"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	d, err := daemon.New(daemonConfig(cfg), daemon.Deps{
+	// The listener is built first, on the queue, and handed to the daemon:
+	// callbacks reach the daemon through the queue alone.
+	q := daemon.NewQueue()
+	var callback *notify.Server
+	if cfg.CallbackURL != "" {
+		if callback, err = notify.NewServer(notifyConfig(cfg), q, log.Named("notify"), reg); err != nil {
+			return nil, nil, err
+		}
+	}
+	deps := daemon.Deps{
 		Pipeline:   pipeline,
 		CES:        client,
+		Queue:      q,
 		Logger:     log,
 		Registerer: reg,
 		Gatherer:   gat,
@@ -104,28 +117,27 @@ func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Reg
 		Signals:    ex.signals,
 		Systemd:    ex.systemd,
 		Watchdog:   ex.watchdog,
-	})
+	}
+	if callback != nil {
+		deps.Callback = callback
+	}
+	d, err := daemon.New(daemonConfig(cfg), deps)
 	if err != nil {
-		return nil, err
+		callback.Close()
+		return nil, nil, err
 	}
-	if cfg.CallbackURL != "" {
-		srv, err := notify.NewServer(notify.Config{
-			Listen:            cfg.Listen,
-			Path:              cfg.CallbackPath,
-			TLSCertFile:       cfg.ListenTLSCert,
-			TLSKeyFile:        cfg.ListenTLSKey,
-			BasicAuthUser:     cfg.CallbackUser,
-			BasicAuthPassword: cfg.CallbackPassword,
-		}, d.Notify, log.Named("notify"), reg)
-		if err != nil {
-			return nil, err
-		}
-		if err := d.SetCallback(srv); err != nil {
-			srv.Close()
-			return nil, err
-		}
+	return d, callback, nil
+}
+
+func notifyConfig(cfg *Config) notify.Config {
+	return notify.Config{
+		Listen:            cfg.Listen,
+		Path:              cfg.CallbackPath,
+		TLSCertFile:       cfg.ListenTLSCert,
+		TLSKeyFile:        cfg.ListenTLSKey,
+		BasicAuthUser:     cfg.CallbackUser,
+		BasicAuthPassword: cfg.CallbackPassword,
 	}
-	return d, nil
 }
 
 func daemonConfig(cfg *Config) daemon.Config {
