@@ -3,8 +3,6 @@
 package systemd_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/cesd/cesd/ces/cestest"
 	"github.com/cesd/cesd/deploy/internal/fieldtest"
-	"github.com/cesd/cesd/wallet"
 )
 
 // The drop-in is the one change to the shipped unit: a watchdog and a
@@ -47,7 +44,7 @@ func TestBootedUnit(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/systemd/systemd"); err != nil {
 		fieldtest.Skip(t, "no /usr/lib/systemd/systemd to boot (apt-get install systemd)")
 	}
-	secret := randomHex(t)
+	secret := fieldtest.RandomHex(t)
 	sim := cestest.NewServer(cestest.Options{ClientSecret: secret})
 	t.Cleanup(sim.Close)
 
@@ -348,13 +345,7 @@ func (m *machine) path(p string) string {
 }
 
 func (m *machine) walletIs(g cestest.Generation) (bool, string) {
-	man, err := wallet.ReadManifest(m.path("/var/lib/cesd/wallet"))
-	if err != nil {
-		return false, err.Error()
-	}
-	want := fieldtest.SHA256(g.Files["cwallet.sso"])
-	have := man.Files["cwallet.sso"].SHA256
-	return have == want, fmt.Sprintf("live cwallet.sso %.12s, want generation %d's %.12s", have, g.Number, want)
+	return fieldtest.WalletIs(m.path("/var/lib/cesd/wallet"), g)
 }
 
 func (m *machine) wantWallet(t *testing.T, g cestest.Generation) {
@@ -400,14 +391,6 @@ func (m *machine) killAndWaitRestart(t *testing.T, sig, reason string) {
 	if !strings.Contains(j, why) {
 		t.Errorf("the journal does not say %q", why)
 	}
-}
-
-func randomHex(t *testing.T) string {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 func copyFile(t *testing.T, from, to string) {

@@ -8,6 +8,7 @@ package fieldtest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -24,6 +25,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/cesd/cesd/ces/cestest"
+	"github.com/cesd/cesd/wallet"
 )
 
 // Skip skips a test that cannot run here, unless CI set CESD_REQUIRE_TOOLS=1:
@@ -178,4 +182,26 @@ func Sum(fams map[string]*dto.MetricFamily, name string, labels map[string]strin
 func SHA256(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// RandomHex is a fresh secret: a test then proves it never leaks by
+// searching for it.
+func RandomHex(t testing.TB) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// WalletIs says whether the wallet live in dir is generation g of the
+// simulator, by the digest of its cwallet.sso, and if not, what is live.
+func WalletIs(dir string, g cestest.Generation) (bool, string) {
+	m, err := wallet.ReadManifest(dir)
+	if err != nil {
+		return false, err.Error()
+	}
+	want := SHA256(g.Files["cwallet.sso"])
+	have := m.Files["cwallet.sso"].SHA256
+	return have == want, fmt.Sprintf("live cwallet.sso %.12s, want generation %d's %.12s", have, g.Number, want)
 }
