@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/trigger"
 )
 
@@ -37,6 +39,19 @@ type metrics struct {
 	ready                           prometheus.Gauge
 }
 
+// refreshErrorsHelp is built from the pipeline's stages, so that it cannot
+// drift from the kinds the daemon counts.
+func refreshErrorsHelp() string {
+	var local []string
+	for _, s := range refresh.Stages() {
+		if s != refresh.StageFetch {
+			local = append(local, string(s))
+		}
+	}
+	return "Failed refreshes by cause: the CES or IAM error kind when the fetch failed, else the stage that failed after CES answered (" +
+		strings.Join(local, ", ") + "), else " + refresh.KindOther + "."
+}
+
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	g := func(name, help string) prometheus.Gauge {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
@@ -54,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "cesd_refreshes_total", Help: "Refreshes (one per CES fetch) by trigger and result."},
 			[]string{"trigger", "result"}),
 		refreshErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cesd_refresh_errors_total", Help: "Failed refreshes by cause: a CES error kind, decode, or write (validation included)."},
+			Name: "cesd_refresh_errors_total", Help: refreshErrorsHelp()},
 			[]string{"kind"}),
 		registered: g("cesd_notification_endpoint_registered", "1 while callback_url is in CES's list of notification endpoints."),
 		missed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -72,6 +87,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		for _, r := range []string{ResultSwapped, ResultUnchanged, ResultError} {
 			m.refreshes.WithLabelValues(string(t), r)
 		}
+	}
+	for _, k := range refresh.Kinds() {
+		m.refreshErrors.WithLabelValues(k)
 	}
 	for _, r := range []string{HookSuccess, HookFailure, HookTimeout} {
 		m.hookRuns.WithLabelValues(r)
