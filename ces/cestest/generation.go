@@ -98,6 +98,9 @@ func newBuilder(opts Options) (*builder, error) {
 	suffix := b.randString("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 6)
 	b.db = "rdsadw" + strings.ToLower(suffix)
 	b.wname = "Wallet_RDSADW" + suffix
+	if b.opts.WalletName != "" {
+		b.wname = b.opts.WalletName
+	}
 
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

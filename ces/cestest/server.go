@@ -37,6 +37,7 @@ type Options struct {
 	Schemas       []string      // default {"MFCS_RDS_CUSTOM","CE_RDS_CUSTOM","RABE01USER"}
 	CertValidity  time.Duration // wallet leaf certificate lifetime, default 90 days
 	TopLevelShape bool          // serve {"schemas":..,"wallet":..} instead of {"wallets":{..}}
+	WalletName    string        // walletName of every generation; default Wallet_RDSADW<random>
 	Now           func() time.Time
 	// DropAfterFailures drops an http(s) endpoint after that many consecutive
 	// failed callbacks (0 = never), as real CES may do.

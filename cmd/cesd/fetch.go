@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/cesd/cesd/ces"
@@ -49,8 +50,14 @@ func (c *cli) cmdFetch(ctx context.Context, args []string) int {
 	if !res.Swapped {
 		state = "unchanged"
 	}
-	fmt.Fprintf(c.stdout, "generation %d %s in %s (wallet %s, certificate ends %s, %d days left)\n",
-		res.Generation, state, cfg.WalletDir, res.WalletName,
-		res.CertificateEndDate.UTC().Format(time.RFC3339), daysLeft(res.CertificateEndDate, time.Now()))
+	// The wallet name comes from CES: quoted, it cannot forge lines of the
+	// init container's log.
+	ends := "no certificate end date from CES"
+	if !res.CertificateEndDate.IsZero() {
+		ends = fmt.Sprintf("certificate ends %s, %d days left",
+			res.CertificateEndDate.UTC().Format(time.RFC3339), daysLeft(res.CertificateEndDate, time.Now()))
+	}
+	fmt.Fprintf(c.stdout, "generation %d %s in %s (wallet %s, %s)\n",
+		res.Generation, state, shown(cfg.WalletDir), strconv.QuoteToASCII(res.WalletName), ends)
 	return exitOK
 }

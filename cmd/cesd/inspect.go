@@ -101,7 +101,7 @@ func inspect(dir, password string, now time.Time) (*inspectReport, error) {
 	for _, ct := range cr.Certs {
 		r.Certificates = append(r.Certificates, inspectCert{Cert: ct, DaysLeft: daysLeft(ct.NotAfter, now)})
 		if ct.NotAfter.Before(now) {
-			r.Problems = append(r.Problems, fmt.Sprintf("certificate %s/%s (%s) expired %s", ct.File, ct.Alias, ct.Subject, ct.NotAfter.Format(time.RFC3339)))
+			r.Problems = append(r.Problems, fmt.Sprintf("certificate %s/%s (%s) expired %s", shown(ct.File), shown(ct.Alias), shown(ct.Subject), ct.NotAfter.Format(time.RFC3339)))
 		}
 	}
 	for f, e := range cr.Errors {
@@ -124,13 +124,17 @@ func printReport(w io.Writer, r *inspectReport) {
 		}
 		return t.UTC().Format("2006-01-02 15:04 MST")
 	}
-	fmt.Fprintf(w, "wallet folder   %s\n", r.WalletDir)
+	fmt.Fprintf(w, "wallet folder   %s\n", shown(r.WalletDir))
 	fmt.Fprintf(w, "generation      %d\n", r.Generation)
-	fmt.Fprintf(w, "wallet name     %s\n", r.WalletName)
-	fmt.Fprintf(w, "valid           %s  to  %s  (%d days left)\n", day(r.CertificateStartDate), day(r.CertificateEndDate), r.DaysLeft)
+	fmt.Fprintf(w, "wallet name     %s\n", shown(r.WalletName))
+	if r.CertificateEndDate.IsZero() {
+		fmt.Fprintf(w, "valid           not stated (a wallet_only fetch gets no dates from CES)\n")
+	} else {
+		fmt.Fprintf(w, "valid           %s  to  %s  (%d days left)\n", day(r.CertificateStartDate), day(r.CertificateEndDate), r.DaysLeft)
+	}
 	fmt.Fprintf(w, "last rotation   %s\n", day(r.LastRotationDate))
 	fmt.Fprintf(w, "fetched at      %s\n", day(r.FetchedAt))
-	fmt.Fprintf(w, "schemas         %v  (passwords in credentials.json and schemas/, not shown)\n\n", r.Schemas)
+	fmt.Fprintf(w, "schemas         %v  (passwords in credentials.json and schemas/, not shown)\n\n", shownAll(r.Schemas))
 
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FILE\tSIZE\tSHA256\tMANIFEST")
@@ -142,18 +146,18 @@ func printReport(w io.Writer, r *inspectReport) {
 		if f.Derived {
 			state += " (derived)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", f.Name, f.Size, f.SHA256[:16]+"…", state)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", shown(f.Name), f.Size, f.SHA256[:16]+"…", state)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CERTIFICATE FILE\tALIAS\tSUBJECT\tISSUER\tNOT AFTER\tDAYS LEFT")
 	for _, c := range r.Certificates {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", c.File, c.Alias, c.Subject, c.Issuer, day(c.NotAfter), c.DaysLeft)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", shown(c.File), shown(c.Alias), shown(c.Subject), shown(c.Issuer), day(c.NotAfter), c.DaysLeft)
 	}
 	tw.Flush()
 	for f, e := range r.CertificateErrors {
-		fmt.Fprintf(w, "cannot read certificates in %s: %s\n", f, e)
+		fmt.Fprintf(w, "cannot read certificates in %s: %s\n", shown(f), shown(e))
 	}
 	if len(r.Problems) == 0 {
 		fmt.Fprintln(w, "\nOK: files match the manifest and no certificate has expired.")
@@ -161,6 +165,6 @@ func printReport(w io.Writer, r *inspectReport) {
 	}
 	fmt.Fprintln(w, "\nPROBLEMS:")
 	for _, p := range r.Problems {
-		fmt.Fprintf(w, "  - %s\n", p)
+		fmt.Fprintf(w, "  - %s\n", shown(p))
 	}
 }

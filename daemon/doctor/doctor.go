@@ -360,7 +360,7 @@ func (r *run) fetch(ctx context.Context, tokenOK bool) {
 		r.add(name, Fail, "CES sent a wallet cesd would reject: "+err.Error(), "a previous generation would stay live; if it persists, open a ticket with Oracle")
 		return
 	}
-	detail := fmt.Sprintf("wallet %s: %d files, %d schemas, valid until %s (nothing written)",
+	detail := fmt.Sprintf("wallet %+q: %d files, %d schemas, valid until %s (nothing written)",
 		res.WalletName, len(res.Files), len(res.Schemas), res.CertificateEndDate.Format("2006-01-02"))
 	warns := res.Warnings
 	if derr := res.Derived.Err(); derr != nil {
