@@ -157,7 +157,11 @@ func NewWriter(cfg Config, log *zap.Logger) (*Writer, error) {
 	defer d.Close()
 	if cfg.Owner != nil {
 		if err := w.own(d); err != nil {
-			return nil, fmt.Errorf("wallet writer: give %s to uid %d gid %d, mode %04o: %w", dir, w.uid, w.gid, w.dirMode, err)
+			hint := ""
+			if errors.Is(err, fs.ErrPermission) {
+				hint = " (only its owner or root may; a Kubernetes emptyDir or a container volume belongs to root: set wallet_dir to a folder inside it, which cesd creates)"
+			}
+			return nil, fmt.Errorf("wallet writer: give %s to uid %d gid %d, mode %04o: %w%s", dir, w.uid, w.gid, w.dirMode, err, hint)
 		}
 	}
 	if err := w.recover(); err != nil {

@@ -480,17 +480,15 @@ func checkAccessOnDisk(t *testing.T, dir string, gid uint32) {
 	}
 }
 
-// TestReadersRefused: world modes exit 2 (78 for cesd run), and a cesd that
-// is neither root nor a member of group stops at startup naming the group.
-func TestReadersRefused(t *testing.T) {
-	acc := newAccounts(t)
-	sim := cestest.NewServer(cestest.Options{Seed: 15})
-	defer sim.Close()
+// fetchEnv is the environment of a cesd fetch against sim that any account
+// can run: the secret in env, the CA in the shared folder.
+func fetchEnv(t *testing.T, acc *accounts, sim *cestest.Server) func(extra ...string) []string {
+	t.Helper()
 	ca := filepath.Join(acc.shared, "ca.pem")
 	if err := os.WriteFile(ca, sim.CACertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := func(extra ...string) []string {
+	return func(extra ...string) []string {
 		var out []string
 		for _, kv := range os.Environ() {
 			if !strings.HasPrefix(kv, "CESD_") {
@@ -501,6 +499,68 @@ func TestReadersRefused(t *testing.T) {
 			"CESD_CLIENT_ID=cestest-client", "CESD_CLIENT_SECRET=cestest-secret", "CESD_CA_FILE="+ca,
 			"CESD_METRICS_LISTEN="+freeAddr(t), "CESD_POLL_INTERVAL=1h"), extra...)
 	}
+}
+
+// runCesd runs cmd and returns its exit code and stderr.
+func runCesd(t *testing.T, cmd *exec.Cmd) (int, string) {
+	t.Helper()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stderr.String()
+}
+
+// TestReadersNonRootInSharedVolume plays the Kubernetes example with real
+// users: a volume root-owned, mode 2777, group fsGroup (what the kubelet
+// makes of an emptyDir), and cesd not root but a member of that group. The
+// mount point itself cannot be given 0750, and cesd says what to do; a
+// folder inside it works, with the group and 0640/0750.
+func TestReadersNonRootInSharedVolume(t *testing.T) {
+	acc := newAccounts(t)
+	sim := cestest.NewServer(cestest.Options{Seed: 16})
+	defer sim.Close()
+	env := fetchEnv(t, acc, sim)
+	vol := filepath.Join(acc.shared, "emptydir")
+	if err := os.Mkdir(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(vol, 0, int(acc.readersGID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(vol, 0o777|fs.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	group := strconv.Itoa(int(acc.readersGID)) // as in the example: a GID with no name in the image
+	fetch := func(walletDir string) (int, string) {
+		cmd := as(exec.Command(acc.cesdBin, "fetch"), acc.member, acc.readersGID)
+		cmd.Env = env("CESD_WALLET_DIR="+walletDir, "CESD_GROUP="+group, "CESD_FILE_MODE=0640")
+		return runCesd(t, cmd)
+	}
+	if code, stderr := fetch(vol); code != exitFail || !strings.Contains(stderr, "set wallet_dir to a folder inside it") {
+		t.Fatalf("wallet_dir at the volume root: exit %d, want %d with a hint; stderr:\n%s", code, exitFail, stderr)
+	}
+	walletDir := filepath.Join(vol, "oracle")
+	if code, stderr := fetch(walletDir); code != exitOK {
+		t.Fatalf("wallet_dir inside the volume: exit %d; stderr:\n%s", code, stderr)
+	}
+	checkAccessOnDisk(t, walletDir, acc.readersGID)
+	checkMatchesSim(t, walletDir, sim.Current())
+}
+
+// TestReadersRefused: world modes exit 2 (78 for cesd run), and a cesd that
+// is neither root nor a member of group stops at startup naming the group.
+func TestReadersRefused(t *testing.T) {
+	acc := newAccounts(t)
+	sim := cestest.NewServer(cestest.Options{Seed: 15})
+	defer sim.Close()
+	env := fetchEnv(t, acc, sim)
 	tests := []struct {
 		name  string
 		cmd   string
@@ -532,18 +592,9 @@ func TestReadersRefused(t *testing.T) {
 				as(cmd, *tc.as)
 			}
 			cmd.Env = append(env(tc.env...), "CESD_WALLET_DIR="+walletDir)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			code := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			if code != tc.code || !strings.Contains(stderr.String(), tc.names) {
-				t.Fatalf("exit %d, want %d naming %s; stderr:\n%s", code, tc.code, tc.names, stderr.String())
+			code, stderr := runCesd(t, cmd)
+			if code != tc.code || !strings.Contains(stderr, tc.names) {
+				t.Fatalf("exit %d, want %d naming %s; stderr:\n%s", code, tc.code, tc.names, stderr)
 			}
 			if ents, _ := os.ReadDir(walletDir); len(ents) != 0 {
 				t.Errorf("refused, yet the wallet folder holds %d entries", len(ents))

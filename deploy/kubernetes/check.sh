@@ -10,7 +10,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 CGO_ENABLED=0 go build -trimpath -o "$work/cesd" ./cmd/cesd
 sed -n '/^  cesd.yaml: |$/,/^[^ ]/{/^    /s/^    //p;/^$/p}' deploy/kubernetes/configmap.yaml >"$work/cesd.yaml"
-grep -q '^wallet_dir: /wallet$' "$work/cesd.yaml" || { echo "check: could not extract cesd.yaml from configmap.yaml" >&2; exit 1; }
+grep -q '^wallet_dir: /wallet/oracle$' "$work/cesd.yaml" || { echo "check: could not extract cesd.yaml from configmap.yaml" >&2; exit 1; }
 mkdir "$work/wallet"
 rc=0
 "$work/cesd" inspect --config "$work/cesd.yaml" --wallet-dir "$work/wallet" >/dev/null 2>"$work/err" || rc=$?

@@ -83,6 +83,7 @@ type probe struct {
 type securityContext struct {
 	RunAsNonRoot             *bool `yaml:"runAsNonRoot"`
 	RunAsUser                *int  `yaml:"runAsUser"`
+	FSGroup                  *int  `yaml:"fsGroup"`
 	ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
 	AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
 	Capabilities             *struct {
@@ -206,9 +207,13 @@ func TestEveryContainerIsLockedDown(t *testing.T) {
 			if sc := pod.SecurityContext; sc == nil || !isTrue(sc.RunAsNonRoot) || sc.SeccompProfile == nil || sc.SeccompProfile.Type != "RuntimeDefault" {
 				t.Errorf("%s: pod securityContext needs runAsNonRoot and seccomp RuntimeDefault", file)
 			}
-			for _, c := range slices.Concat(pod.InitContainers, pod.Containers) {
+			for _, c := range pod.InitContainers {
 				n++
-				checkContainer(t, file+"/"+c.Name, c)
+				checkContainer(t, file+"/"+c.Name, c, 65532)
+			}
+			for _, c := range pod.Containers {
+				n++
+				checkContainer(t, file+"/"+c.Name, c, -1)
 			}
 		}
 	}
@@ -220,7 +225,9 @@ func TestEveryContainerIsLockedDown(t *testing.T) {
 func isTrue(b *bool) bool  { return b != nil && *b }
 func isFalse(b *bool) bool { return b != nil && !*b }
 
-func checkContainer(t *testing.T, where string, c container) {
+// checkContainer: uid is the UID the container must run as, or -1 for any
+// UID but root.
+func checkContainer(t *testing.T, where string, c container, uid int) {
 	t.Helper()
 	sc := c.SecurityContext
 	if sc == nil {
@@ -230,8 +237,11 @@ func checkContainer(t *testing.T, where string, c container) {
 	if !isTrue(sc.RunAsNonRoot) {
 		t.Errorf("%s: runAsNonRoot must be true", where)
 	}
-	if sc.RunAsUser == nil || *sc.RunAsUser != 65532 {
-		t.Errorf("%s: runAsUser must be 65532 (the image's nonroot user, and the wallet owner)", where)
+	switch {
+	case sc.RunAsUser == nil || *sc.RunAsUser == 0:
+		t.Errorf("%s: runAsUser must be set, and not 0", where)
+	case uid >= 0 && *sc.RunAsUser != uid:
+		t.Errorf("%s: runAsUser must be %d (the image's nonroot user, and the wallet owner)", where, uid)
 	}
 	if !isTrue(sc.ReadOnlyRootFilesystem) {
 		t.Errorf("%s: readOnlyRootFilesystem must be true", where)
@@ -324,6 +334,7 @@ func TestFetchInitVariant(t *testing.T) {
 // a Secret volume mounted only into cesd.
 func checkWalletAndSecret(t *testing.T, pod podSpec, cesd *container, file string) {
 	t.Helper()
+	walletDir, _ := configValue(t, "wallet_dir").(string)
 	vols := map[string]volume{}
 	for _, v := range pod.Volumes {
 		vols[v.Name] = v
@@ -346,8 +357,8 @@ func checkWalletAndSecret(t *testing.T, pod podSpec, cesd *container, file strin
 		if m := mount(&c, "wallet"); m == nil || m.MountPath != "/wallet" || !m.ReadOnly {
 			t.Errorf("%s: %s must mount wallet read-only at /wallet", file, c.Name)
 		}
-		if !slices.Contains(c.Env, envVar{Name: "TNS_ADMIN", Value: "/wallet"}) {
-			t.Errorf("%s: %s needs TNS_ADMIN=/wallet", file, c.Name)
+		if !slices.Contains(c.Env, envVar{Name: "TNS_ADMIN", Value: walletDir}) {
+			t.Errorf("%s: %s needs TNS_ADMIN=%s (wallet_dir)", file, c.Name, walletDir)
 		}
 		if mount(&c, "cesd-client") != nil {
 			t.Errorf("%s: %s must not see the client secret", file, c.Name)
@@ -375,7 +386,6 @@ func checkConfig(t *testing.T, all map[string][]object, pod podSpec, cesd *conta
 	}
 	secretDir := mount(cesd, "cesd-client").MountPath
 	for key, want := range map[string]any{
-		"wallet_dir":         mount(cesd, "wallet").MountPath,
 		"client_secret_file": secretDir + "/client_secret",
 		"listen":             ":" + strconv.Itoa(containerPort(t, cesd, "callback")),
 		"metrics_listen":     "0.0.0.0:" + strconv.Itoa(containerPort(t, cesd, "metrics")),
@@ -468,6 +478,50 @@ func TestNetworkPolicyLimitsCallbackPort(t *testing.T) {
 	for k, v := range svc.Selector {
 		if d.Template.Metadata.Labels[k] != v {
 			t.Errorf("Service selector %s=%s does not select the Deployment's pods", k, v)
+		}
+	}
+}
+
+// configValue reads one key of cesd.yaml in configmap.yaml.
+func configValue(t *testing.T, key string) any {
+	t.Helper()
+	cm := find(t, load(t), "configmap.yaml", "ConfigMap")
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(cm.Data["cesd.yaml"]), &cfg); err != nil {
+		t.Fatalf("configmap cesd.yaml: %v", err)
+	}
+	return cfg[key]
+}
+
+// TestAppReadsThroughGroup: the app runs under a UID of its own and reads
+// the wallet as a member of the pod's fsGroup, which cesd gives the wallet
+// to with file_mode 0640. wallet_dir is a folder inside the emptyDir, since
+// the mount itself belongs to root (2777) and cesd could not give it 0750.
+func TestAppReadsThroughGroup(t *testing.T) {
+	all := load(t)
+	group, mode := configValue(t, "group"), configValue(t, "file_mode")
+	walletDir, _ := configValue(t, "wallet_dir").(string)
+	if mode != "0640" {
+		t.Errorf("configmap cesd.yaml: file_mode = %v, want \"0640\"", mode)
+	}
+	for _, file := range []string{"deployment.yaml", "fetch-init.yaml"} {
+		pod := decodeSpec[deployment](t, find(t, all, file, "Deployment")).Template.Spec
+		if pod.SecurityContext == nil || pod.SecurityContext.FSGroup == nil {
+			t.Errorf("%s: the pod needs an fsGroup", file)
+			continue
+		}
+		if fs := strconv.Itoa(*pod.SecurityContext.FSGroup); group != fs {
+			t.Errorf("%s: cesd.yaml group = %v, want the pod's fsGroup %s", file, group, fs)
+		}
+		cesd := pod.InitContainers[0]
+		m := mount(&cesd, "wallet")
+		if m == nil || !strings.HasPrefix(walletDir, m.MountPath+"/") {
+			t.Errorf("%s: wallet_dir %s must be a folder inside the wallet volume, not the mount itself", file, walletDir)
+		}
+		for _, c := range pod.Containers {
+			if *c.SecurityContext.RunAsUser == *cesd.SecurityContext.RunAsUser {
+				t.Errorf("%s: %s runs as cesd's UID: the example is an app under a UID of its own", file, c.Name)
+			}
 		}
 	}
 }
