@@ -1,6 +1,6 @@
 // Package daemon is the heart of `cesd run`: it decides when to fetch. It owns
 // the coalescing refresher, the fallback poller, the registration keeper, the
-// ops server (/metrics, /healthz, /readyz), the on_change hook runner and the
+// ops server (/metrics, /healthz, /readyz, /status), the on_change hook runner and the
 // retry backoff. It never parses flags or env; cmd/cesd builds a Config and
 // Deps and calls Run.
 package daemon
@@ -132,6 +132,7 @@ type Daemon struct {
 	rnd    *rand.Rand
 
 	q      *queue
+	status *board
 	hooks  *hookRunner
 	reload *reloader // nil: no reload_signal
 
@@ -227,6 +228,7 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 		m:        m,
 		rnd:      deps.Rand,
 		q:        newQueue(),
+		status:   &board{},
 		callback: deps.Callback,
 		started:  make(chan struct{}),
 	}
@@ -243,8 +245,14 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 	if d.rnd == nil {
 		d.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
+	if cfg.CallbackURL != "" {
+		d.status.callback = &CallbackStatus{URL: redactEndpoint(cfg.CallbackURL)}
+	}
 	d.hooks = newHookRunner(d)
 	d.reload = newReloader(cfg.ReloadSignal, cfg.ReloadPIDFile, m.reloadSignals, d.log)
+	if d.reload != nil {
+		d.reload.done = func(gen int64, result string) { d.status.reloaded(gen, result, d.now()) }
+	}
 	// Systemd first, so READY=1 is never behind a slow observer.
 	if deps.Systemd.Enabled() {
 		d.systemd = &systemd{n: deps.Systemd, watchdog: deps.Watchdog, ready: d.Ready, log: d.log, now: d.now}
@@ -395,6 +403,7 @@ func (d *Daemon) setLive(res refresh.Result) {
 	setTS(d.m.expiration, res.CertificateEndDate)
 	setTS(d.m.lastRotation, res.LastRotationDate)
 	d.m.generation.Set(float64(res.Generation))
+	d.status.setLive(res, d.now())
 	d.ready.Store(true)
 	d.m.ready.Set(1)
 	d.verifyMu.Lock()
@@ -412,7 +421,9 @@ func setTS(g prometheus.Gauge, t time.Time) {
 // daemon uses no CPU.
 func (d *Daemon) runPoller(ctx context.Context) error {
 	for {
-		if !sleepCtx(ctx, PollDelay(d.cfg.PollInterval, d.random())) {
+		wait := PollDelay(d.cfg.PollInterval, d.random())
+		d.status.polling(d.now().Add(wait))
+		if !sleepCtx(ctx, wait) {
 			return nil
 		}
 		d.q.add(trigger.Poll, "")

@@ -23,6 +23,7 @@ func (d *Daemon) newRefresher() *refresher {
 		base:        d.cfg.BackoffBase,
 		max:         d.cfg.BackoffMax,
 		onFailure: func(err error, failures int, next time.Duration) {
+			d.status.failed(failures, d.now().Add(next))
 			sig := errSignature(err)
 			changed := sig != lastSig
 			lastSig = sig
@@ -95,11 +96,18 @@ func (d *Daemon) refreshOnce(ctx context.Context, b batch) error {
 		d.m.refreshes.WithLabelValues(trig, ResultError).Inc()
 		d.m.refreshErrors.WithLabelValues(refresh.Kind(err)).Inc()
 		setTS(d.m.lastError, d.now())
-		return fmt.Errorf("refresh (%s): %w", trig, err)
+		err = fmt.Errorf("refresh (%s): %w", trig, err)
+		d.status.refreshed(trig, ResultError, dur, d.now(), err)
+		return err
 	}
 	d.setLive(res)
 	setTS(d.m.lastSuccess, d.now())
 	gen := res.Generation
+	result := ResultUnchanged
+	if res.Swapped {
+		result = ResultSwapped
+	}
+	d.status.refreshed(trig, result, dur, d.now(), nil)
 	if !res.Swapped {
 		d.m.refreshes.WithLabelValues(trig, ResultUnchanged).Inc()
 		d.log.Debug("live generation is current",
@@ -115,6 +123,7 @@ func (d *Daemon) refreshOnce(ctx context.Context, b batch) error {
 		zap.Duration("write_duration", res.Timings.Write))
 	if b.triggers == bitPoll && d.q.notifications() == notifiedBefore && d.cfg.CallbackURL != "" {
 		d.m.missed.Inc()
+		d.status.missed()
 		d.log.Warn("a poll found a rotation that no callback announced; check that CES can reach callback_url",
 			zap.Int64("generation", gen))
 	}

@@ -106,6 +106,7 @@ func (h *hookRunner) run(ctx context.Context) error {
 			continue
 		}
 		result := h.d.runHook(ctx, job)
+		h.d.status.hookRan(job.ev.Generation, result, h.d.now())
 		if h.d.reload != nil && ctx.Err() == nil {
 			h.d.reload.signal(job.ev.Generation)
 		}

@@ -73,7 +73,9 @@ func (d *Daemon) ensureRegistered(ctx context.Context, want []string, force bool
 		var err error
 		if have, err = d.ces.ListEndpoints(ctx); err != nil {
 			d.m.registered.Set(0)
-			return fmt.Errorf("list endpoints: %w", err)
+			err = fmt.Errorf("list endpoints: %w", err)
+			d.status.registration(false, err, d.now())
+			return err
 		}
 		d.setRegistered(have)
 		if missing(want, have) == nil {
@@ -82,7 +84,9 @@ func (d *Daemon) ensureRegistered(ctx context.Context, want []string, force bool
 	}
 	for _, e := range missing(want, have) {
 		if err := d.ces.RegisterEndpoint(ctx, e); err != nil {
-			return fmt.Errorf("register endpoint %s: %w", redactEndpoint(e), err)
+			err = fmt.Errorf("register endpoint %s: %w", redactEndpoint(e), err)
+			d.status.registration(false, err, d.now())
+			return err
 		}
 		if force {
 			d.log.Info("registered notification endpoint", zap.String("endpoint", redactEndpoint(e)))
@@ -93,7 +97,9 @@ func (d *Daemon) ensureRegistered(ctx context.Context, want []string, force bool
 	have, err := d.ces.ListEndpoints(ctx)
 	if err != nil {
 		d.m.registered.Set(0)
-		return fmt.Errorf("confirm endpoints: %w", err)
+		err = fmt.Errorf("confirm endpoints: %w", err)
+		d.status.registration(false, err, d.now())
+		return err
 	}
 	d.setRegistered(have)
 	if m := missing(want, have); m != nil {
@@ -107,11 +113,13 @@ func (d *Daemon) ensureRegistered(ctx context.Context, want []string, force bool
 }
 
 func (d *Daemon) setRegistered(have []string) {
-	if d.cfg.CallbackURL != "" && slices.Contains(have, d.cfg.CallbackURL) {
+	registered := d.cfg.CallbackURL != "" && slices.Contains(have, d.cfg.CallbackURL)
+	if registered {
 		d.m.registered.Set(1)
 	} else {
 		d.m.registered.Set(0)
 	}
+	d.status.registration(registered, nil, d.now())
 }
 
 func missing(want, have []string) []string {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -65,7 +66,8 @@ func (o *opsServer) run(ctx context.Context) error {
 	return nil
 }
 
-// OpsHandler serves /metrics, /healthz and /readyz.
+// OpsHandler serves /metrics, /healthz, /readyz and /status. /status is
+// here, never on the callback listener: it is for the operator on the box.
 func (d *Daemon) OpsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.gatherer, promhttp.HandlerOpts{}))
@@ -82,6 +84,13 @@ func (d *Daemon) OpsHandler() http.Handler {
 			return
 		}
 		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(d.Status()) // a write error means the client left
 	})
 	return mux
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"sync"
+	"time"
 
 	"github.com/cesd/cesd/trigger"
 )
@@ -111,8 +112,10 @@ type queue struct {
 	busy    bool // a taken batch is being fetched
 	wake    chan struct{}
 	// notified counts callbacks ever added, so the daemon can tell whether
-	// one arrived since a given refresh started.
-	notified uint64
+	// one arrived since a given refresh started; lastNotified is when the
+	// latest arrived (cesd status).
+	notified     uint64
+	lastNotified time.Time
 }
 
 func newQueue() *queue { return &queue{wake: make(chan struct{}, 1)} }
@@ -127,6 +130,7 @@ func (q *queue) add(t trigger.Trigger, change trigger.Change) {
 	q.pending = q.pending.merge(b)
 	if t == trigger.Notification {
 		q.notified++
+		q.lastNotified = time.Now()
 	}
 	q.mu.Unlock()
 	select {
@@ -172,6 +176,13 @@ func (q *queue) notifications() uint64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.notified
+}
+
+// lastNotification is when the latest callback arrived; zero if none did.
+func (q *queue) lastNotification() time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.lastNotified
 }
 
 func (q *queue) peek() batch {

@@ -42,6 +42,7 @@ type reloader struct {
 	log     *zap.Logger
 	results *prometheus.CounterVec
 	kill    func(pid int, sig syscall.Signal) error
+	done    func(gen int64, result string) // told every result, when set
 }
 
 func newReloader(sig syscall.Signal, pidFile string, results *prometheus.CounterVec, log *zap.Logger) *reloader {
@@ -60,7 +61,10 @@ func (r *reloader) Swapped(ev SwapEvent) {
 }
 
 // signal sends the signal once for generation gen and returns the result.
-func (r *reloader) signal(gen int64) string {
+func (r *reloader) signal(gen int64) (result string) {
+	if r.done != nil {
+		defer func() { r.done(gen, result) }()
+	}
 	pid, result, err := r.readPID()
 	if err == nil {
 		err = r.kill(pid, r.sig)

@@ -101,7 +101,7 @@ var keys = []keyDef{
 	{"listen_tls_key_file", kString, "", "TLS key for the callback listener (optional)"},
 	{"callback_url", kString, "", "URL registered with CES; its path is the one the listener serves (empty: poll only)"},
 	{"extra_endpoints", kList, "", "more endpoints to keep registered, such as mailto: (comma-separated in flags and env)"},
-	{"metrics_listen", kString, "127.0.0.1:9480", "address of /metrics, /healthz and /readyz"},
+	{"metrics_listen", kString, "127.0.0.1:9480", "address of /metrics, /healthz, /readyz and /status (cesd status)"},
 	{"poll_interval", kDuration, "5m", "fallback poll period"},
 	{"jitter", kDuration, "0s", "maximum random delay before a triggered fetch (for fleets)"},
 	{"min_interval", kDuration, "1s", "floor between two fetches"},

@@ -45,9 +45,11 @@ func (c *cli) cmdHealthcheck(ctx context.Context, args []string) int {
 	return exitOK
 }
 
-// readyzURL turns a listen address into a URL to dial: a wildcard host
-// (":9480", "0.0.0.0:9480", "[::]:9480") is reached on loopback.
-func readyzURL(listen string) (string, error) {
+func readyzURL(listen string) (string, error) { return opsURL(listen, "/readyz") }
+
+// opsURL turns the ops listen address and a path into a URL to dial: a
+// wildcard host (":9480", "0.0.0.0:9480", "[::]:9480") is reached on loopback.
+func opsURL(listen, path string) (string, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return "", fmt.Errorf("%q is not host:port", listen)
@@ -55,5 +57,5 @@ func readyzURL(listen string) (string, error) {
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/readyz", nil
+	return "http://" + net.JoinHostPort(host, port) + path, nil
 }

@@ -86,6 +86,7 @@ func TestHelp(t *testing.T) {
 		"doctor":      {"--base-url url", "--listen host:port", "--callback-url url"},
 		"inspect":     {"[DIR]", "--wallet-dir dir", "--json"},
 		"healthcheck": {"--metrics-listen host:port", "--timeout duration"},
+		"status":      {"--metrics-listen host:port", "--json", "--timeout duration"},
 		"demo":        {"--dir string", "--rotate-every duration"},
 		"version":     {"Usage: cesd version"},
 	}
@@ -95,6 +96,7 @@ func TestHelp(t *testing.T) {
 		"doctor":      {"--wallet-dir", "--poll-interval"},
 		"inspect":     {"--base-url", "--client-id", "--poll-interval", "--metrics-listen", "Secrets are never flags"},
 		"healthcheck": {"--base-url", "--wallet-dir", "--client-id"},
+		"status":      {"--base-url", "--wallet-dir", "--client-id", "--poll-interval"},
 		"demo":        {"--base-url", "--config"},
 		"version":     {"--config"},
 	}

@@ -66,6 +66,7 @@ func commands() []command {
 		{"fetch", "fetch once, write the generation atomically, exit", (*cli).cmdFetch},
 		{"endpoints", "list | register URL | unregister URL: manage CES notification endpoints", (*cli).cmdEndpoints},
 		{"doctor", "check the configuration against CES step by step: URL, DNS, TCP, TLS, token, list, dry-run fetch, callback", (*cli).cmdDoctor},
+		{"status", "ask the running daemon (over metrics_listen) what is live, how the last refresh went, what comes next", (*cli).cmdStatus},
 		{"inspect", "report on a wallet folder: generation, dates, files, certificates (never passwords)", (*cli).cmdInspect},
 		{"demo", "zero-config demo: an in-process CES simulator and the daemon, in ./cesd-demo/", (*cli).cmdDemo},
 		{"healthcheck", "exit 0 if the local daemon's /readyz says a wallet is live (for exec probes)", (*cli).cmdHealthcheck},

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cesd/cesd/daemon"
+)
+
+// statusBodyMax bounds what is read of /status; a real answer is a few KiB.
+const statusBodyMax = 1 << 20
+
+// cmdStatus asks a running daemon, over metrics_listen, what it is doing.
+// Exit 0 when it is healthy, 1 when it is unhealthy or cannot be reached.
+func (c *cli) cmdStatus(ctx context.Context, args []string) int {
+	fs := c.flagSet("status", "")
+	asJSON := fs.Bool("json", false, "print the daemon's answer as JSON")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the daemon")
+	cfg, pos, err := c.loadConfig(fs, args, needs{})
+	if err != nil {
+		return c.fail(err)
+	}
+	if len(pos) > 0 {
+		return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("status takes no arguments, got %q", pos)})
+	}
+	url, err := opsURL(cfg.MetricsListen, "/status")
+	if err != nil {
+		return c.fail(&configError{Key: "metrics_listen", Msg: err.Error()})
+	}
+	st, raw, err := getStatus(ctx, url, *timeout)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "cesd: unhealthy: cannot reach the daemon: %v\nhint: is cesd run running with metrics_listen %s (the same configuration as this command)?\n", err, cfg.MetricsListen)
+		return exitFail
+	}
+	if *asJSON {
+		c.stdout.Write(raw) //nolint:errcheck // nothing to do if stdout fails
+	} else {
+		printStatus(c.stdout, st)
+	}
+	if !st.Healthy {
+		fmt.Fprintf(c.stderr, "cesd: unhealthy: %s\n", strings.Join(st.Problems, "; "))
+		return exitFail
+	}
+	return exitOK
+}
+
+func getStatus(ctx context.Context, url string, timeout time.Duration) (*daemon.Status, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, statusBodyMax))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("%s answered HTTP %d (a cesd older than cesd status, or not cesd)", url, resp.StatusCode)
+	}
+	var st daemon.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, nil, fmt.Errorf("%s: not a cesd status: %w", url, err)
+	}
+	return &st, raw, nil
+}
+
+// printStatus is the short human summary; --json has every field.
+func printStatus(w io.Writer, s *daemon.Status) {
+	when := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return fmt.Sprintf("%s (%s)", t.UTC().Format("2006-01-02 15:04:05 MST"), ago(t, s.Now))
+	}
+	day := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format("2006-01-02")
+	}
+	state := "healthy"
+	if !s.Healthy {
+		state = "UNHEALTHY"
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "cesd\t%s, wallet %s\n", state, s.WalletDir)
+	if l := s.Live; l != nil {
+		fmt.Fprintf(tw, "live\tgeneration %d (%s), valid %s to %s, %d days left; live since %s\n",
+			l.Generation, l.WalletName, day(l.CertificateStartDate), day(l.CertificateEndDate), l.DaysLeft, when(l.Since))
+	} else {
+		fmt.Fprintf(tw, "live\tnone yet\n")
+	}
+	if r := s.LastRefresh; r != nil {
+		fmt.Fprintf(tw, "last refresh\t%s: %s, trigger %s, took %s\n", when(r.At), r.Result, r.Trigger, r.Duration)
+	} else {
+		fmt.Fprintf(tw, "last refresh\tnone yet\n")
+	}
+	if s.ConsecutiveFailures > 0 {
+		fmt.Fprintf(tw, "retry\t%d failure(s) in a row; next attempt %s\n", s.ConsecutiveFailures, when(s.NextRetry))
+	}
+	fmt.Fprintf(tw, "next poll\t%s (every %s)\n", when(s.NextPoll), s.PollInterval)
+	if cb := s.Callback; cb != nil {
+		reg := "not checked yet"
+		if cb.Registered != nil {
+			reg = "registered"
+			if !*cb.Registered {
+				reg = "NOT registered"
+			}
+			reg += ", checked " + ago(cb.CheckedAt, s.Now)
+		}
+		fmt.Fprintf(tw, "callback\t%s %s; last callback %s; %d missed notification(s)\n", cb.URL, reg, when(cb.LastNotification), cb.MissedNotifications)
+	} else {
+		fmt.Fprintf(tw, "callback\tnone: poll only\n")
+	}
+	if e := s.LastError; e != nil {
+		fmt.Fprintf(tw, "last error\t%s: %s\n", when(e.At), e.Error)
+		if e.Hint != "" {
+			fmt.Fprintf(tw, "  hint\t%s\n", e.Hint)
+		}
+	} else {
+		fmt.Fprintf(tw, "last error\tnone\n")
+	}
+	for _, a := range []struct {
+		name string
+		st   *daemon.ActionStatus
+	}{{"on_change", s.Hook}, {"reload", s.Reload}} {
+		if a.st != nil {
+			fmt.Fprintf(tw, "%s\t%s for generation %d, %s\n", a.name, a.st.Result, a.st.Generation, when(a.st.At))
+		}
+	}
+	for _, p := range s.Problems {
+		fmt.Fprintf(tw, "PROBLEM\t%s\n", p)
+	}
+	for _, warn := range s.Warnings {
+		fmt.Fprintf(tw, "warning\t%s\n", warn)
+	}
+	tw.Flush()
+}
+
+// ago says how far t is from now, in the past or the future, to the second.
+func ago(t, now time.Time) string {
+	d := now.Sub(t).Round(time.Second)
+	if d < 0 {
+		return "in " + (-d).String()
+	}
+	return d.String() + " ago"
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cesd/cesd/ces/cestest"
+	"github.com/cesd/cesd/daemon"
+	"github.com/cesd/cesd/trigger"
+)
+
+// TestStatusAgainstARunningDaemon runs `cesd run` in-process and asks it
+// with `cesd status`, as an operator would: healthy with a live generation
+// and a registered callback, then unhealthy with the error and its hint
+// while CES fails, and unreachable once it stops. No secret is ever shown.
+func TestStatusAgainstARunningDaemon(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{})
+	defer sim.Close()
+	cbPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cbPassword = "Cb-Status-S3cret"
+	cb := "http://cesd:" + cbPassword + "@127.0.0.1:" + cbPort + "/cesd/notify"
+	ops := "127.0.0.1:" + opsPort
+	base := simEnv(t, sim, filepath.Join(t.TempDir(), "wallet"))
+	env := overlay(base, map[string]string{"CESD_LISTEN": "127.0.0.1:" + cbPort, "CESD_CALLBACK_URL": cb,
+		"CESD_METRICS_LISTEN": ops, "CESD_MIN_INTERVAL": "1ms", "CESD_ON_CHANGE": "true"})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := &syncWriter{w: &strings.Builder{}}
+	exited := startRun(ctx, env, logs)
+
+	status := func(args ...string) (int, string, string) {
+		var out, errb strings.Builder
+		code := run(append([]string{"status", "--metrics-listen", ops}, args...), envMap(nil), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	var seen strings.Builder // everything status printed, for the secret scan
+	deadline := time.Now().Add(30 * time.Second)
+	waitStatus := func(what string, ok func(code int, st daemon.Status) bool) daemon.Status {
+		t.Helper()
+		for {
+			code, out, errb := status("--json")
+			seen.WriteString(out + errb)
+			var st daemon.Status
+			if json.Unmarshal([]byte(out), &st) == nil && ok(code, st) {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; last status exit %d:\n%s%s\nlogs:\n%s", what, code, out, errb, logs.String())
+			}
+			select {
+			case code := <-exited:
+				t.Fatalf("cesd run exited %d:\n%s", code, logs.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+
+	st := waitStatus("healthy, registered, hook ran", func(code int, st daemon.Status) bool {
+		return code == exitOK && st.Live != nil && st.Callback != nil && st.Callback.Registered != nil &&
+			*st.Callback.Registered && st.Hook != nil
+	})
+	if st.Live.Generation != 1 || st.Live.DaysLeft < 1 || st.LastRefresh == nil || st.LastRefresh.Trigger != string(trigger.Startup) ||
+		st.LastRefresh.Result != daemon.ResultSwapped || st.NextPoll.IsZero() || st.Hook.Result != daemon.HookSuccess {
+		t.Fatalf("status after the first fetch: %+v", st)
+	}
+	if strings.Contains(st.Callback.URL, cbPassword) || !strings.Contains(st.Callback.URL, "/cesd/notify") {
+		t.Fatalf("callback URL %q", st.Callback.URL)
+	}
+
+	code, out, errb := status()
+	seen.WriteString(out + errb)
+	for _, want := range []string{"healthy", "generation 1", "days left", "trigger startup", "registered", "next poll", "last error none", "on_change success"} {
+		if !strings.Contains(squeeze(out), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if code != exitOK {
+		t.Fatalf("healthy daemon: exit %d\n%s%s", code, out, errb)
+	}
+
+	// CES breaks; a rotation's callback makes cesd try, and fail.
+	sim.SetFault(cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status404})
+	sim.Rotate("all")
+	st = waitStatus("unhealthy after a failed refresh", func(code int, st daemon.Status) bool {
+		return code == exitFail && st.ConsecutiveFailures > 0 && st.LastError != nil
+	})
+	if st.Healthy || st.Live == nil || st.Live.Generation != 1 || !strings.Contains(st.LastError.Hint, "base_url") ||
+		st.LastRefresh.Result != daemon.ResultError || st.Callback.LastNotification.IsZero() {
+		t.Fatalf("status during the fault: %+v", st)
+	}
+	code, out, errb = status()
+	seen.WriteString(out + errb)
+	if code != exitFail || !strings.Contains(out, "UNHEALTHY") || !strings.Contains(out, "hint") ||
+		!strings.Contains(errb, "unhealthy: the last") || !strings.Contains(out, "generation 1 stays live") {
+		t.Fatalf("unhealthy daemon: exit %d\n%s%s", code, out, errb)
+	}
+
+	// /status is for the box, never on the callback listener.
+	resp, err := http.Get("http://127.0.0.1:" + cbPort + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("callback listener answered /status with %d", resp.StatusCode)
+	}
+
+	cancel()
+	if code := <-exited; code != exitOK {
+		t.Fatalf("cesd run exit %d", code)
+	}
+	code, out, errb = status()
+	if code != exitFail || out != "" || !strings.Contains(errb, "cannot reach the daemon") || !strings.Contains(errb, ops) {
+		t.Fatalf("stopped daemon: exit %d\n%s%s", code, out, errb)
+	}
+
+	secrets := append([]string{cbPassword, "cestest-secret"}, mapValues(sim.Current().Schemas)...)
+	for _, s := range secrets {
+		if strings.Contains(seen.String(), s) {
+			t.Fatalf("cesd status showed a secret (%d bytes seen)", seen.Len())
+		}
+	}
+}
+
+// squeeze collapses the summary's column padding to single spaces.
+func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func mapValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestStatusPrintsEveryPart feeds printStatus a full status, so the summary
+// is checked field by field without a daemon.
+func TestStatusPrintsEveryPart(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	no := false
+	st := &daemon.Status{
+		Now: now, WalletDir: "/w", PollInterval: "5m0s", NextPoll: now.Add(2 * time.Minute),
+		Live: &daemon.LiveStatus{Generation: 7, WalletName: "W7", CertificateStartDate: now.Add(-24 * time.Hour),
+			CertificateEndDate: now.Add(40 * 24 * time.Hour), DaysLeft: 40, Since: now.Add(-time.Hour)},
+		LastRefresh:         &daemon.RefreshStatus{At: now.Add(-time.Minute), Trigger: "poll", Result: "error", Duration: "30ms"},
+		LastError:           &daemon.ErrorStatus{At: now.Add(-time.Minute), Error: "refresh (poll): token: network error", Hint: "check token_url"},
+		ConsecutiveFailures: 2, NextRetry: now.Add(4 * time.Second),
+		Callback: &daemon.CallbackStatus{URL: "https://vm/cb", Registered: &no, CheckedAt: now.Add(-30 * time.Second), MissedNotifications: 3},
+		Hook:     &daemon.ActionStatus{At: now.Add(-time.Hour), Generation: 7, Result: "failure"},
+		Reload:   &daemon.ActionStatus{At: now.Add(-time.Hour), Generation: 7, Result: "sent"},
+		Problems: []string{"the last 2 refresh attempt(s) failed; generation 7 stays live"},
+		Warnings: []string{"callback_url is not in CES's list of endpoints; polling still covers rotations"},
+	}
+	var b strings.Builder
+	printStatus(&b, st)
+	for _, want := range []string{
+		"UNHEALTHY", "generation 7 (W7)", "2026-12-01 to 2027-01-11, 40 days left", "live since 2026-12-02 11:00:00 UTC (1h0m0s ago)",
+		"error, trigger poll, took 30ms", "2 failure(s) in a row; next attempt", "(in 4s)", "in 2m0s) (every 5m0s)",
+		"https://vm/cb NOT registered, checked 30s ago", "3 missed notification(s)",
+		"token: network error", "hint check token_url", "on_change failure for generation 7", "reload sent for generation 7",
+		"PROBLEM the last 2", "warning callback_url is not",
+	} {
+		if !strings.Contains(squeeze(b.String()), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cesd/cesd/ces"
+	"github.com/cesd/cesd/daemon/refresh"
+	"github.com/cesd/cesd/trigger"
+)
+
+// TestStatusHealth: what makes the daemon unhealthy (nothing live, an
+// expired certificate, failing refreshes) and what only warns (a callback
+// CES dropped, missed notifications, a failed hook or reload signal).
+func TestStatusHealth(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	live := refresh.Result{Generation: 3, WalletName: "a", CertificateEndDate: now.Add(10 * 24 * time.Hour)}
+	tests := []struct {
+		name     string
+		setup    func(d *Daemon)
+		healthy  bool
+		problem  string
+		warnings []string
+	}{
+		{name: "nothing live", setup: func(d *Daemon) {}, problem: "no generation live yet"},
+		{name: "live", setup: func(d *Daemon) { d.setLive(live) }, healthy: true},
+		{name: "expired", setup: func(d *Daemon) {
+			old := live
+			old.CertificateEndDate = now.Add(-time.Hour)
+			d.setLive(old)
+		}, problem: "certificate expired"},
+		{name: "failing", setup: func(d *Daemon) {
+			d.setLive(live)
+			err := &ces.Error{Op: ces.OpToken, Kind: ces.KindServer, StatusCode: 503}
+			d.status.refreshed(string(trigger.Poll), ResultError, time.Millisecond, now, err)
+			d.status.failed(2, now.Add(time.Second))
+		}, problem: "the last 2 refresh attempt(s) failed; generation 3 stays live"},
+		{name: "warnings only", setup: func(d *Daemon) {
+			d.setLive(live)
+			d.status.registration(false, nil, now)
+			d.status.missed()
+			d.status.hookRan(3, HookTimeout, now)
+			d.status.reloaded(3, ReloadStale, now)
+		}, healthy: true, warnings: []string{"not in CES's list", "1 rotation(s) found by a poll", "on_change ended with timeout", "reload signal not sent for generation 3: stale"}},
+		{name: "registration unconfirmed", setup: func(d *Daemon) {
+			d.setLive(live)
+			d.status.registration(false, errors.New("list endpoints: timeout"), now)
+		}, healthy: true, warnings: []string{"cannot confirm the registration with CES: list endpoints: timeout"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &fakeWriter{gen: 3, name: "a"}
+			d, err := New(Config{WalletDir: t.TempDir(), CallbackURL: "https://cesd:Sh4red-S3cret@vm.example.com/cb?k=Q-S3cret"},
+				Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, w), Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.setup(d)
+			st := d.Status()
+			if st.Healthy != tc.healthy || (tc.problem != "" && !strings.Contains(strings.Join(st.Problems, "|"), tc.problem)) {
+				t.Fatalf("healthy %v problems %q, want %v with %q", st.Healthy, st.Problems, tc.healthy, tc.problem)
+			}
+			for _, w := range tc.warnings {
+				if !strings.Contains(strings.Join(st.Warnings, "|"), w) {
+					t.Errorf("warnings %q lack %q", st.Warnings, w)
+				}
+			}
+			js, _ := json.Marshal(st)
+			if strings.Contains(string(js), "S3cret") {
+				t.Fatalf("status carries the callback credentials: %s", js)
+			}
+		})
+	}
+}
