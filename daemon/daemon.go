@@ -37,6 +37,9 @@ type Config struct {
 	RegisterInterval time.Duration // registration keeper period; default 5m
 	OnChange         string        // run via /bin/sh -c after a new generation is live
 	HookTimeout      time.Duration // default 30s
+	// HookEnv is the environment the hook starts from (main passes its
+	// own); CESD_* and CREDENTIALS_DIRECTORY are always taken out.
+	HookEnv []string
 	// ReloadSignal is sent after each swap (after OnChange, if set) to the
 	// process whose PID is in ReloadPIDFile; 0 or "" sends nothing.
 	ReloadSignal     syscall.Signal

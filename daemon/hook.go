@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -15,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon/refresh"
 )
 
@@ -66,10 +65,7 @@ func (h *hookRunner) remember(secrets []string) {
 func (h *hookRunner) redact(s string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, secrets := range h.secrets {
-		s = redact(s, secrets)
-	}
-	return s
+	return ces.Redact(s, slices.Concat(h.secrets...)...)
 }
 
 // Swapped schedules the hook for a new generation; the one found on disk at
@@ -122,7 +118,7 @@ func (d *Daemon) runHook(ctx context.Context, job *hookJob) string {
 	hctx, cancel := context.WithTimeout(ctx, d.cfg.HookTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(hctx, "/bin/sh", "-c", d.cfg.OnChange)
-	cmd.Env = append(hookBaseEnv(os.Environ()),
+	cmd.Env = append(hookBaseEnv(d.cfg.HookEnv),
 		"CESD_WALLET_DIR="+job.ev.WalletDir,
 		"CESD_GENERATION="+strconv.FormatInt(job.ev.Generation, 10),
 		"CESD_CHANGE="+string(job.ev.Change))
@@ -146,7 +142,11 @@ func (d *Daemon) runHook(ctx context.Context, job *hookJob) string {
 		zap.Int64("generation", job.ev.Generation), zap.String("change", string(job.ev.Change)),
 		zap.String("result", result), zap.Duration("duration", dur),
 	}
-	logged, dropped := truncate(d.hooks.redact(out.String()), hookOutputMax)
+	text := d.hooks.redact(out.String())
+	if sc, ok := d.ces.(scrubber); ok {
+		text = sc.Scrub(text) // the client secret and the token
+	}
+	logged, dropped := truncate(text, hookOutputMax)
 	fields = append(fields, zap.String("output", logged))
 	if dropped += out.dropped; dropped > 0 {
 		fields = append(fields, zap.Int("output_dropped_bytes", dropped))
@@ -160,33 +160,23 @@ func (d *Daemon) runHook(ctx context.Context, job *hookJob) string {
 	return result
 }
 
+// scrubber is implemented by *ces.Client: it redacts the client secret and
+// the access token, which the daemon itself never holds.
+type scrubber interface{ Scrub(string) string }
+
 // hookBaseEnv passes the daemon's environment to the hook minus every CESD_*
-// variable: CESD_CLIENT_SECRET may be among them, and the hook gets its own.
+// variable (CESD_CLIENT_SECRET may be among them; the hook gets its own) and
+// CREDENTIALS_DIRECTORY, systemd's folder of credentials (client_secret).
 func hookBaseEnv(env []string) []string {
 	out := make([]string, 0, len(env)+3)
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, "CESD_") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// redact hides the generation's secrets should a hook print them, both as
-// they are and as credentials.json spells them (JSON-escaped).
-func redact(s string, secrets []string) string {
-	for _, sec := range secrets {
-		if len(sec) < 4 {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "CESD_") || name == "CREDENTIALS_DIRECTORY" {
 			continue
 		}
-		s = strings.ReplaceAll(s, sec, "[REDACTED]")
-		if q, err := json.Marshal(sec); err == nil {
-			if esc := string(q[1 : len(q)-1]); esc != sec {
-				s = strings.ReplaceAll(s, esc, "[REDACTED]")
-			}
-		}
+		out = append(out, kv)
 	}
-	return s
+	return out
 }
 
 // truncate keeps the first n bytes of s, on a UTF-8 boundary.

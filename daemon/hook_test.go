@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"encoding/base64"
+	"github.com/cesd/cesd/ces"
+
 	"context"
 	"fmt"
 	"os"
@@ -18,7 +21,7 @@ import (
 func newHookDaemon(t *testing.T, cmd string, timeout time.Duration) (*Daemon, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
-	d, err := New(Config{WalletDir: t.TempDir(), OnChange: cmd, HookTimeout: timeout},
+	d, err := New(Config{WalletDir: t.TempDir(), OnChange: cmd, HookTimeout: timeout, HookEnv: os.Environ()},
 		Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, &fakeWriter{}), Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
@@ -31,6 +34,7 @@ func TestHookEnvAndSuccess(t *testing.T) {
 	t.Setenv("CESD_CLIENT_SECRET", "must-not-reach-the-hook")
 	d, logs := newHookDaemon(t, `env | grep ^CESD_ | sort > "$OUT_FILE"; echo hello`, 10*time.Second)
 	t.Setenv("OUT_FILE", out)
+	d.cfg.HookEnv = append(os.Environ(), "CREDENTIALS_DIRECTORY=/run/credentials/cesd.service")
 	res := d.runHook(context.Background(), &hookJob{ev: SwapEvent{WalletDir: "/w", Generation: 7, Change: trigger.ChangeWallet}})
 	if res != HookSuccess {
 		t.Fatalf("result %q, want success; logs %v", res, logs.All())
@@ -139,11 +143,42 @@ func TestHookRunnerCoalesces(t *testing.T) {
 }
 
 func TestHookBaseEnv(t *testing.T) {
-	got := hookBaseEnv([]string{"PATH=/bin", "CESD_CLIENT_SECRET=x", "CESD_CONFIG=/c", "HOME=/h"})
+	got := hookBaseEnv([]string{"PATH=/bin", "CESD_CLIENT_SECRET=x", "CESD_CONFIG=/c", "CREDENTIALS_DIRECTORY=/run/credentials/cesd.service", "HOME=/h"})
 	if strings.Join(got, ",") != "PATH=/bin,HOME=/h" {
 		t.Fatalf("env %v", got)
 	}
 }
+
+// TestHookRedactsShortAndEncodedSecrets: short secrets and base64 forms too,
+// and the client secret and token through the CES client's Scrub.
+func TestHookRedactsShortAndEncodedSecrets(t *testing.T) {
+	// "sch>>ma?" is spelled differently in the standard and URL alphabets.
+	schema := "sch>>ma?pw"
+	script := fmt.Sprintf(`printf 'pw=%%s b64=%%s raw=%%s url=%%s rawurl=%%s cs=%%s tok=%%s\n' abc %s %s %s %s %s the-token`,
+		base64.StdEncoding.EncodeToString([]byte(schema)), base64.RawStdEncoding.EncodeToString([]byte(schema)),
+		base64.URLEncoding.EncodeToString([]byte(schema)), base64.RawURLEncoding.EncodeToString([]byte(schema)),
+		base64.StdEncoding.EncodeToString([]byte("client-secret")))
+	d, logs := newHookDaemon(t, script, 10*time.Second)
+	d.ces = scrubFake{secrets: []string{"client-secret", "the-token"}}
+	d.hooks.remember([]string{"abc", schema})
+	d.runHook(context.Background(), &hookJob{ev: SwapEvent{Generation: 1}})
+	e := logs.FilterMessage("on_change hook ran").All()
+	if len(e) != 1 {
+		t.Fatalf("logs %v", logs.All())
+	}
+	out := e[0].ContextMap()["output"].(string)
+	want := "pw=[REDACTED] b64=[REDACTED] raw=[REDACTED] url=[REDACTED] rawurl=[REDACTED] cs=[REDACTED] tok=[REDACTED]"
+	if out != want {
+		t.Fatalf("output %q, want %q", out, want)
+	}
+}
+
+type scrubFake struct {
+	CES
+	secrets []string
+}
+
+func (s scrubFake) Scrub(text string) string { return ces.Redact(text, s.secrets...) }
 
 // TestHookRedactionAtTheCap: a password straddling the logged-output cap, or
 // printed JSON-escaped (as credentials.json holds it), must not leak even in

@@ -6,10 +6,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cesd/cesd/ces/cestest"
 )
@@ -89,4 +95,70 @@ func TestReliabilityWalletOnlyDates(t *testing.T) {
 	if strings.Contains(out, "-1067") || !strings.Contains(out, "not stated") {
 		t.Errorf("wallet_only inspect says:\n%s", out)
 	}
+}
+
+// TestReliabilityHookSecrets: an on_change hook finds no CREDENTIALS_DIRECTORY
+// and no CESD_* secret in its environment, and whatever secret it prints (the
+// client secret read from a path it knows, schema passwords), as it is or in
+// base64, is redacted from the log. A hook that outlives hook_timeout loses
+// its whole process group.
+func TestReliabilityHookSecrets(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{Seed: 9})
+	defer sim.Close()
+	creds := t.TempDir()
+	secretFile := filepath.Join(creds, "client_secret")
+	if err := os.WriteFile(secretFile, []byte("cestest-secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := `echo "credsdir=[${CREDENTIALS_DIRECTORY:-unset}] cesd_vars=[$(env | grep ^CESD_ | cut -d= -f1 | sort | tr '\n' ' ')]"
+s=$(cat ` + secretFile + `); echo "raw=$s b64=$(printf %s "$s" | base64) unpadded=$(printf %s "$s" | base64 | tr -d =)"
+for f in "$CESD_WALLET_DIR"/schemas/*; do p=$(cat "$f"); echo "schema raw=$p b64=$(printf %s "$p" | base64)"; done`
+	h := newHarness(t, sim, "", map[string]string{"ON_CHANGE": script, "CLIENT_SECRET": "cestest-secret", "CLIENT_SECRET_FILE": ""})
+	h.env = append(h.env, "CREDENTIALS_DIRECTORY="+creds)
+	from := h.start()
+	e, _ := h.waitLog(from, 30*time.Second, "hook run", msgIs("on_change hook ran"))
+	out := e.str("output")
+	if !strings.Contains(out, "credsdir=[unset]") || !strings.Contains(out, "cesd_vars=[CESD_CHANGE CESD_GENERATION CESD_WALLET_DIR ]") {
+		t.Errorf("hook environment: %s", out)
+	}
+	leaks := []string{"cestest-secret", base64.StdEncoding.EncodeToString([]byte("cestest-secret"))}
+	for _, pw := range sim.Current().Schemas {
+		leaks = append(leaks, pw, base64.StdEncoding.EncodeToString([]byte(pw)), base64.RawStdEncoding.EncodeToString([]byte(pw)))
+	}
+	for _, l := range leaks {
+		if strings.Contains(out, l) {
+			t.Errorf("hook output leaks %q: %s", l, out)
+		}
+	}
+	if n := strings.Count(out, "[REDACTED]"); n < 3+2*len(sim.Current().Schemas) {
+		t.Errorf("%d redactions in %s", n, out)
+	}
+	h.stop()
+
+	// A hook whose child outlives the timeout: the whole group is killed.
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	h = newHarness(t, sim, "", map[string]string{"ON_CHANGE": "sleep 300 & echo $! > " + pidFile + "; wait", "HOOK_TIMEOUT": "1s"})
+	from = h.start()
+	h.waitLog(from, 30*time.Second, "hook timeout", msgIs("on_change hook failed; the new generation stays live"))
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	// SIGKILL is sent to the group before the hook is reported; the child
+	// may take a moment to be scheduled out, so the bound is generous.
+	alive := func() string {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if f := strings.Fields(string(st)); err == nil && len(f) > 2 && f[2] != "Z" {
+			return f[2]
+		}
+		return ""
+	}
+	for deadline := time.Now().Add(10 * time.Second); alive() != "" && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := alive(); st != "" {
+		t.Errorf("the hook's child %d outlived the timeout (state %s)", pid, st)
+	}
+	h.stop()
 }

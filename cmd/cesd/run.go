@@ -151,6 +151,7 @@ func daemonConfig(cfg *Config) daemon.Config {
 		RegisterInterval: cfg.RegisterInterval,
 		OnChange:         cfg.OnChange,
 		HookTimeout:      cfg.HookTimeout,
+		HookEnv:          os.Environ(),
 		ReloadSignal:     cfg.ReloadSignal,
 		ReloadPIDFile:    cfg.ReloadPIDFile,
 		UnregisterOnExit: cfg.UnregisterOnExit,
