@@ -45,7 +45,7 @@ type LiveStatus struct {
 	WalletName           string    `json:"walletName"`
 	CertificateStartDate time.Time `json:"certificateStartDate,omitzero"`
 	CertificateEndDate   time.Time `json:"certificateEndDate,omitzero"`
-	DaysLeft             int       `json:"daysLeft"`
+	DaysLeft             *int      `json:"daysLeft,omitempty"` // absent without an end date (wallet_only)
 	LastRotationDate     time.Time `json:"lastRotationDate,omitzero"`
 	Since                time.Time `json:"since"` // when this daemon made it live or found it on disk
 }
@@ -193,7 +193,10 @@ func (d *Daemon) Status() Status {
 	}
 	if b.live != nil {
 		live := *b.live
-		live.DaysLeft = int(live.CertificateEndDate.Sub(now).Hours() / 24)
+		if !live.CertificateEndDate.IsZero() {
+			days := int(live.CertificateEndDate.Sub(now).Hours() / 24)
+			live.DaysLeft = &days
+		}
 		s.Live = &live
 	}
 	if b.refresh != nil {

@@ -134,7 +134,7 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
 
   CES simulator  %s  (in-process, TLS, OAuth2)
   wallet         %s   e.g.  ls -l %[2]s ; cat %[2]s/manifest.json
-  metrics        http://%s/metrics   (readiness: /readyz)
+  metrics        http://%s/metrics   (readiness: /readyz; cesd status --metrics-listen %[3]s)
   callbacks      %s   (registered with the simulator)
   logs           %s   (JSON, debug level)
   on_change      %s   (the hook appends a line per new generation)

@@ -91,7 +91,7 @@ func TestHelp(t *testing.T) {
 		"version":     {"Usage: cesd version"},
 	}
 	lacks := map[string][]string{
-		"fetch":       {"--poll-interval", "--listen", "--on-change"},
+		"fetch":       {"--poll-interval", "--listen", "--on-change", "--reload-signal"},
 		"endpoints":   {"--wallet-dir", "--poll-interval"},
 		"doctor":      {"--wallet-dir", "--poll-interval"},
 		"inspect":     {"--base-url", "--client-id", "--poll-interval", "--metrics-listen", "Secrets are never flags"},

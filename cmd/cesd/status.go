@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -97,8 +98,11 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "cesd\t%s, wallet %s\n", state, s.WalletDir)
 	if l := s.Live; l != nil {
-		fmt.Fprintf(tw, "live\tgeneration %d (%s), valid %s to %s, %d days left; live since %s\n",
-			l.Generation, l.WalletName, day(l.CertificateStartDate), day(l.CertificateEndDate), l.DaysLeft, when(l.Since))
+		valid := "no certificate dates from CES"
+		if l.DaysLeft != nil {
+			valid = fmt.Sprintf("valid %s to %s, %d days left", day(l.CertificateStartDate), day(l.CertificateEndDate), *l.DaysLeft)
+		}
+		fmt.Fprintf(tw, "live\tgeneration %d (%s), %s; live since %s\n", l.Generation, strconv.QuoteToASCII(l.WalletName), valid, when(l.Since))
 	} else {
 		fmt.Fprintf(tw, "live\tnone yet\n")
 	}

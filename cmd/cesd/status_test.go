@@ -71,7 +71,7 @@ func TestStatusAgainstARunningDaemon(t *testing.T) {
 		return code == exitOK && st.Live != nil && st.Callback != nil && st.Callback.Registered != nil &&
 			*st.Callback.Registered && st.Hook != nil
 	})
-	if st.Live.Generation != 1 || st.Live.DaysLeft < 1 || st.LastRefresh == nil || st.LastRefresh.Trigger != string(trigger.Startup) ||
+	if st.Live.Generation != 1 || st.Live.DaysLeft == nil || *st.Live.DaysLeft < 1 || st.LastRefresh == nil || st.LastRefresh.Trigger != string(trigger.Startup) ||
 		st.LastRefresh.Result != daemon.ResultSwapped || st.NextPoll.IsZero() || st.Hook.Result != daemon.HookSuccess {
 		t.Fatalf("status after the first fetch: %+v", st)
 	}
@@ -149,11 +149,11 @@ func mapValues(m map[string]string) []string {
 // is checked field by field without a daemon.
 func TestStatusPrintsEveryPart(t *testing.T) {
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	no := false
+	no, days := false, 40
 	st := &daemon.Status{
 		Now: now, WalletDir: "/w", PollInterval: "5m0s", NextPoll: now.Add(2 * time.Minute),
 		Live: &daemon.LiveStatus{Generation: 7, WalletName: "W7", CertificateStartDate: now.Add(-24 * time.Hour),
-			CertificateEndDate: now.Add(40 * 24 * time.Hour), DaysLeft: 40, Since: now.Add(-time.Hour)},
+			CertificateEndDate: now.Add(40 * 24 * time.Hour), DaysLeft: &days, Since: now.Add(-time.Hour)},
 		LastRefresh:         &daemon.RefreshStatus{At: now.Add(-time.Minute), Trigger: "poll", Result: "error", Duration: "30ms"},
 		LastError:           &daemon.ErrorStatus{At: now.Add(-time.Minute), Error: "refresh (poll): token: network error", Hint: "check token_url"},
 		ConsecutiveFailures: 2, NextRetry: now.Add(4 * time.Second),
@@ -166,7 +166,7 @@ func TestStatusPrintsEveryPart(t *testing.T) {
 	var b strings.Builder
 	printStatus(&b, st)
 	for _, want := range []string{
-		"UNHEALTHY", "generation 7 (W7)", "2026-12-01 to 2027-01-11, 40 days left", "live since 2026-12-02 11:00:00 UTC (1h0m0s ago)",
+		"UNHEALTHY", `generation 7 ("W7")`, "2026-12-01 to 2027-01-11, 40 days left", "live since 2026-12-02 11:00:00 UTC (1h0m0s ago)",
 		"error, trigger poll, took 30ms", "2 failure(s) in a row; next attempt", "(in 4s)", "in 2m0s) (every 5m0s)",
 		"https://vm/cb NOT registered, checked 30s ago", "3 missed notification(s)",
 		"token: network error", "hint check token_url", "on_change failure for generation 7", "reload sent for generation 7",
@@ -175,5 +175,19 @@ func TestStatusPrintsEveryPart(t *testing.T) {
 		if !strings.Contains(squeeze(b.String()), want) {
 			t.Errorf("summary lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestStatusWithoutCertificateDates: wallet_only wallets carry no dates;
+// the summary says so instead of counting days from the zero time.
+func TestStatusWithoutCertificateDates(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	printStatus(&b, &daemon.Status{Now: now, Healthy: true, Live: &daemon.LiveStatus{Generation: 2, WalletName: "W\nforged line", Since: now}})
+	if !strings.Contains(b.String(), "no certificate dates from CES") || strings.Contains(b.String(), "days left") {
+		t.Fatalf("summary:\n%s", b.String())
+	}
+	if strings.Contains(b.String(), "\nforged line") {
+		t.Fatalf("a wallet name from CES forged a line:\n%s", b.String())
 	}
 }
