@@ -83,7 +83,7 @@ func TestHelp(t *testing.T) {
 		"run":         {"--poll-interval duration", "--keep-generations int", "--base-url url", "--metrics-listen host:port", "--on-change string", "--syncfs "},
 		"fetch":       {"--base-url url", "--wallet-dir dir", "--request-timeout duration", "--client-secret-file file", "Secrets are never flags"},
 		"endpoints":   {"list | register URL | unregister URL", "--callback-url url", "--tenant-id string"},
-		"doctor":      {"--base-url url", "--listen host:port", "--callback-url url"},
+		"doctor":      {"--base-url url", "--listen host:port", "--callback-url url", "--max-body-bytes"},
 		"inspect":     {"[DIR]", "--wallet-dir dir", "--json"},
 		"healthcheck": {"--metrics-listen host:port", "--timeout duration"},
 		"status":      {"--metrics-listen host:port", "--json", "--timeout duration"},
