@@ -82,6 +82,10 @@ const (
 	syncNone                  // tests of visibility only: no durability
 )
 
+// maxGeneration is the largest generation number cesd writes: a rotation a
+// microsecond would take 285 years to reach it, so a larger ..<N> was planted.
+const maxGeneration = 1 << 53
+
 // maxParallelWrites bounds the goroutines writing and fsyncing one generation.
 const maxParallelWrites = 16
 
@@ -521,7 +525,7 @@ func (w *Writer) liveHasAccess(genDir string, m *Manifest) bool {
 // configured whatever the umask.
 func (w *Writer) createGenDir(live liveGen) (int64, error) {
 	next := live.n
-	if live.m != nil {
+	if live.m != nil && live.m.Generation <= maxGeneration {
 		next = max(next, live.m.Generation)
 	}
 	entries, err := os.ReadDir(w.dir)
@@ -529,9 +533,14 @@ func (w *Writer) createGenDir(live liveGen) (int64, error) {
 		return 0, err
 	}
 	for _, e := range entries {
-		if n, ok := parseGen(e.Name()); ok {
+		// A name past maxGeneration was planted, not written by cesd: it
+		// must not push the next number into overflow. Prune removes it.
+		if n, ok := parseGen(e.Name()); ok && n <= maxGeneration {
 			next = max(next, n)
 		}
+	}
+	if next >= maxGeneration {
+		return 0, fmt.Errorf("generation %d is the last number cesd uses: move the wallet folder's ..<N> folders away to start again from 1", next)
 	}
 	for range 100 {
 		next++

@@ -594,3 +594,42 @@ func TestNoLiveGenerationPrunesNothing(t *testing.T) {
 		t.Fatalf("generations after recovery with nothing live: %q", got)
 	}
 }
+
+// TestPlantedGenerationNames: folders named past the largest generation cesd
+// writes (up to ..9223372036854775807) must not overflow the next number,
+// wedge the swap or survive pruning; a live number at the limit is an error.
+func TestPlantedGenerationNames(t *testing.T) {
+	dir := t.TempDir()
+	w := newTestWriter(t, dir, 2)
+	mustWrite(t, w, testPayload(1))
+	for _, name := range []string{"..9223372036854775807", "..9007199254740993", "..99999999999999999999"} {
+		if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := mustWrite(t, w, testPayload(2))
+	if r.Generation != 2 {
+		t.Fatalf("generation %d after planted folders, want 2", r.Generation)
+	}
+	assertLive(t, dir, testPayload(2), 2)
+	if err := w.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if got := genDirs(t, dir); !slices.Equal(got, []string{"..1", "..2"}) {
+		t.Fatalf("after prune: %q", got)
+	}
+	// A live generation at the limit (a planted ..data) is refused, not wrapped.
+	limit := genName(maxGeneration)
+	if err := os.Rename(filepath.Join(dir, "..2"), filepath.Join(dir, limit)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(limit, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(testPayload(3)); err == nil || !strings.Contains(err.Error(), "last number") {
+		t.Fatalf("write past the limit: %v", err)
+	}
+}

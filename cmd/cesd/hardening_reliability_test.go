@@ -9,15 +9,18 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cesd/cesd/ces/cestest"
+	"github.com/cesd/cesd/wallet"
 )
 
 // runCmd runs the cesd binary with env and returns stdout, stderr and the
@@ -159,6 +162,50 @@ for f in "$CESD_WALLET_DIR"/schemas/*; do p=$(cat "$f"); echo "schema raw=$p b64
 	}
 	if st := alive(); st != "" {
 		t.Errorf("the hook's child %d outlived the timeout (state %s)", pid, st)
+	}
+	h.stop()
+}
+
+// TestReliabilityPlantedGeneration: a folder named ..9223372036854775807
+// planted in the wallet folder neither overflows the next generation number
+// nor wedges readiness, and the next prune removes it.
+func TestReliabilityPlantedGeneration(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{Seed: 10})
+	defer sim.Close()
+	h := newHarness(t, sim, "", nil)
+	from := h.start()
+	h.waitLog(from, 30*time.Second, "first generation", msgIs("new generation live"))
+	good, err := wallet.Verify(h.walletDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(h.walletDir, "..9223372036854775807")
+	if err := os.Mkdir(planted, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sim.Rotate("all")
+	at := h.logs.len()
+	h.signal(syscall.SIGHUP)
+	h.waitLog(at, 30*time.Second, "the rotation", msgIs("new generation live"))
+	m, err := wallet.Verify(h.walletDir)
+	if err != nil || m.Generation != good.Generation+1 {
+		t.Fatalf("after the planted folder: generation %v (err %v), want %d", m, err, good.Generation+1)
+	}
+	resp, err := http.Get("http://" + h.metricsAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("readyz %d", resp.StatusCode)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Lstat(planted); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the planted folder survived pruning")
+		}
 	}
 	h.stop()
 }
