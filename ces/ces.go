@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -25,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/cesd/cesd/internal/endpoint"
 )
 
 // Defaults applied by New.
@@ -168,21 +169,13 @@ func checkURL(key, raw string) (*url.URL, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !endpoint.IsLoopback(u.Hostname()) {
 			return nil, fmt.Errorf("ces: %s: http:// is accepted only for loopback hosts", key)
 		}
 	default:
 		return nil, fmt.Errorf("ces: %s: scheme must be https", key)
 	}
 	return u, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // CheckToken gets (or reuses) an IAM token and discards it, so a diagnosis
@@ -374,7 +367,7 @@ func (c *Client) call(ctx context.Context, op, method, u string, payload []byte,
 		if status >= 200 && status <= 299 {
 			return tok.AccessToken, nil
 		}
-		detail := method + " " + redactURL(u)
+		detail := method + " " + endpoint.Redacted(u)
 		if status == http.StatusUnauthorized {
 			detail += " (also with a fresh token)"
 		}
@@ -434,14 +427,6 @@ func (c *capReader) note(err error) {
 	if err != nil && err != io.EOF && c.err == nil {
 		c.err = err
 	}
-}
-
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	return u.Redacted()
 }
 
 // send performs one HTTP exchange and hands a 2xx body to read under the

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -24,19 +23,22 @@ import (
 	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/daemon/sdnotify"
 	"github.com/cesd/cesd/trigger"
+
+	"github.com/cesd/cesd/internal/endpoint"
 )
 
-// Config is the daemon's typed configuration. Zero durations take defaults.
+// Config is the daemon's typed configuration. Zero durations take
+// DefaultConfig's.
 type Config struct {
 	WalletDir        string
 	CallbackURL      string        // registered with CES; empty = poll-only mode
 	ExtraEndpoints   []string      // e.g. mailto:, also kept registered
-	PollInterval     time.Duration // default 5m; each wait is ±10%
-	Jitter           time.Duration // max random delay before a notification-triggered fetch; default 0
-	MinInterval      time.Duration // floor between fetch starts; default 1s; a trigger waits it out
-	RegisterInterval time.Duration // registration keeper period; default 5m
+	PollInterval     time.Duration // each wait is ±10%
+	Jitter           time.Duration // max random delay before a notification-triggered fetch
+	MinInterval      time.Duration // floor between fetch starts; a trigger waits it out
+	RegisterInterval time.Duration // registration keeper period
 	OnChange         string        // run via /bin/sh -c after a new generation is live
-	HookTimeout      time.Duration // default 30s
+	HookTimeout      time.Duration
 	// HookEnv is the environment the hook starts from (main passes its
 	// own); CESD_* and CREDENTIALS_DIRECTORY are always taken out.
 	HookEnv []string
@@ -44,11 +46,25 @@ type Config struct {
 	// process whose PID is in ReloadPIDFile; 0 or "" sends nothing.
 	ReloadSignal     syscall.Signal
 	ReloadPIDFile    string
-	UnregisterOnExit bool          // default false: replicas sharing one URL would unregister each other
-	MetricsListen    string        // ops listener address; empty = no ops listener
-	ShutdownTimeout  time.Duration // default 10s
-	BackoffBase      time.Duration // default 1s
-	BackoffMax       time.Duration // default 5m
+	UnregisterOnExit bool   // replicas sharing one URL would unregister each other
+	MetricsListen    string // ops listener address; empty = no ops listener
+	ShutdownTimeout  time.Duration
+	BackoffBase      time.Duration
+	BackoffMax       time.Duration
+}
+
+// DefaultConfig holds the defaults of the daemon's keys; the config key
+// table reads them.
+func DefaultConfig() Config {
+	return Config{
+		PollInterval:     5 * time.Minute,
+		MinInterval:      time.Second,
+		RegisterInterval: 5 * time.Minute,
+		HookTimeout:      30 * time.Second,
+		ShutdownTimeout:  10 * time.Second,
+		BackoffBase:      time.Second,
+		BackoffMax:       5 * time.Minute,
+	}
 }
 
 // CES is the part of *ces.Client the registration keeper uses.
@@ -165,9 +181,8 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 		return nil, errors.New("daemon: CES and Pipeline are required")
 	}
 	if cfg.CallbackURL != "" {
-		u, err := url.Parse(cfg.CallbackURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("daemon: callback_url must be an absolute http(s) URL")
+		if _, err := endpoint.ParseCallback(cfg.CallbackURL); err != nil {
+			return nil, fmt.Errorf("daemon: callback_url: %w", err)
 		}
 	}
 	for _, e := range cfg.ExtraEndpoints {
@@ -175,18 +190,19 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 			return nil, errors.New("daemon: extra_endpoints holds an empty entry")
 		}
 	}
+	dc := DefaultConfig()
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
-	def(&cfg.PollInterval, 5*time.Minute)
-	def(&cfg.MinInterval, time.Second)
-	def(&cfg.RegisterInterval, 5*time.Minute)
-	def(&cfg.HookTimeout, 30*time.Second)
-	def(&cfg.ShutdownTimeout, 10*time.Second)
-	def(&cfg.BackoffBase, time.Second)
-	def(&cfg.BackoffMax, 5*time.Minute)
+	def(&cfg.PollInterval, dc.PollInterval)
+	def(&cfg.MinInterval, dc.MinInterval)
+	def(&cfg.RegisterInterval, dc.RegisterInterval)
+	def(&cfg.HookTimeout, dc.HookTimeout)
+	def(&cfg.ShutdownTimeout, dc.ShutdownTimeout)
+	def(&cfg.BackoffBase, dc.BackoffBase)
+	def(&cfg.BackoffMax, dc.BackoffMax)
 	if cfg.Jitter < 0 {
 		cfg.Jitter = 0
 	}
@@ -249,7 +265,7 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 		d.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	if cfg.CallbackURL != "" {
-		d.status.callback = &CallbackStatus{URL: redactEndpoint(cfg.CallbackURL)}
+		d.status.callback = &CallbackStatus{URL: endpoint.ForLog(cfg.CallbackURL)}
 	}
 	d.hooks = newHookRunner(d)
 	d.reload = newReloader(cfg.ReloadSignal, cfg.ReloadPIDFile, m.reloadSignals, d.log)

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/cesd/cesd/internal/endpoint"
 )
 
 // endpoints lists what the keeper keeps registered, callback first.
@@ -84,14 +85,14 @@ func (d *Daemon) ensureRegistered(ctx context.Context, want []string, force bool
 	}
 	for _, e := range missing(want, have) {
 		if err := d.ces.RegisterEndpoint(ctx, e); err != nil {
-			err = fmt.Errorf("register endpoint %s: %w", redactEndpoint(e), err)
+			err = fmt.Errorf("register endpoint %s: %w", endpoint.ForLog(e), err)
 			d.status.registration(false, err, d.now())
 			return err
 		}
 		if force {
-			d.log.Info("registered notification endpoint", zap.String("endpoint", redactEndpoint(e)))
+			d.log.Info("registered notification endpoint", zap.String("endpoint", endpoint.ForLog(e)))
 		} else {
-			d.log.Warn("re-registered a notification endpoint that CES dropped", zap.String("endpoint", redactEndpoint(e)))
+			d.log.Warn("re-registered a notification endpoint that CES dropped", zap.String("endpoint", endpoint.ForLog(e)))
 		}
 	}
 	have, err := d.ces.ListEndpoints(ctx)
@@ -105,7 +106,7 @@ func (d *Daemon) ensureRegistered(ctx context.Context, want []string, force bool
 	if m := missing(want, have); m != nil {
 		red := make([]string, len(m))
 		for i, e := range m {
-			red[i] = redactEndpoint(e)
+			red[i] = endpoint.ForLog(e)
 		}
 		return fmt.Errorf("endpoints %v missing from the CES list after registration", red)
 	}
@@ -142,29 +143,11 @@ func (d *Daemon) unregisterAll(ctx context.Context, budget time.Duration) error 
 	var errs []error
 	for _, e := range d.endpoints() {
 		if err := d.ces.UnregisterEndpoint(ctx, e); err != nil {
-			errs = append(errs, fmt.Errorf("unregister endpoint %s: %w", redactEndpoint(e), err))
+			errs = append(errs, fmt.Errorf("unregister endpoint %s: %w", endpoint.ForLog(e), err))
 			continue
 		}
-		d.log.Info("unregistered notification endpoint", zap.String("endpoint", redactEndpoint(e)))
+		d.log.Info("unregistered notification endpoint", zap.String("endpoint", endpoint.ForLog(e)))
 	}
 	d.m.registered.Set(0)
 	return errors.Join(errs...)
-}
-
-// redactEndpoint drops user info and query from an endpoint for logs, where
-// an operator might have put a shared secret.
-func redactEndpoint(e string) string {
-	u, err := url.Parse(e)
-	if err != nil {
-		return "(unparseable endpoint)"
-	}
-	if u.Scheme == "mailto" {
-		return e
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "REDACTED"
-	}
-	u.Fragment = ""
-	return u.String()
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cesd/cesd/trigger"
+
+	"github.com/cesd/cesd/internal/endpoint"
 )
 
 // Server timeouts. A callback is one small POST, so every limit is tight.
@@ -44,28 +45,14 @@ type Config struct {
 	Middleware []func(http.Handler) http.Handler
 }
 
-// parseCallbackURL is url.Parse with an error that omits the URL: a
-// *url.Error quotes it whole, password included.
-func parseCallbackURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("parse callback URL: %w", err)
-	}
-	return u, nil
-}
-
 // CallbackCredentials returns the basic-auth user and password carried in
 // callback_url's userinfo (https://user:pass@host/path), or "", "" when it
 // has none. Pass them as Config.BasicAuthUser/BasicAuthPassword, and keep
 // the URL itself out of logs.
 func CallbackCredentials(callbackURL string) (user, password string, err error) {
-	u, err := parseCallbackURL(callbackURL)
+	u, err := endpoint.Parse(callbackURL)
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("callback URL: %w", err)
 	}
 	if u.User == nil {
 		return "", "", nil
@@ -76,15 +63,9 @@ func CallbackCredentials(callbackURL string) (user, password string, err error) 
 
 // CallbackPath derives the path the listener serves from callback_url.
 func CallbackPath(callbackURL string) (string, error) {
-	u, err := parseCallbackURL(callbackURL)
+	u, err := endpoint.ParseCallback(callbackURL)
 	if err != nil {
 		return "", err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("callback URL scheme %q must be http or https", u.Scheme)
-	}
-	if u.Host == "" {
-		return "", errors.New("callback URL has no host")
 	}
 	p := u.Path
 	if p == "" {

@@ -41,7 +41,7 @@ func TestReadersDuringSwaps(t *testing.T) {
 			if seen[name] == nil {
 				seen[name] = map[string]bool{}
 			}
-			seen[name][sha256Hex(data)] = true
+			seen[name][SHA256Hex(data)] = true
 		}
 	}
 	known := func(name, sum string) bool {
@@ -98,7 +98,7 @@ func TestReadersDuringSwaps(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if len(b) == 0 || !known(name, sha256Hex(b)) {
+				if len(b) == 0 || !known(name, SHA256Hex(b)) {
 					t.Errorf("%s through its link: %d bytes matching no generation", name, len(b))
 					return
 				}

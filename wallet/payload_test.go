@@ -32,7 +32,7 @@ func TestPayloadValidate(t *testing.T) {
 			p.Derived = map[string]DerivedFile{"ewallet.pem": {Data: []byte("x"), SourceSHA256: strings.Repeat("ab", 32)}}
 		}},
 		{name: "sqlnet.ora moved to derived is not missing", mutate: func(p *Payload) {
-			p.Derived = map[string]DerivedFile{"sqlnet.ora": {Data: []byte("x"), SourceSHA256: sha256Hex(p.Files["sqlnet.ora"])}}
+			p.Derived = map[string]DerivedFile{"sqlnet.ora": {Data: []byte("x"), SourceSHA256: SHA256Hex(p.Files["sqlnet.ora"])}}
 			delete(p.Files, "sqlnet.ora")
 		}},
 		{name: "empty key store", mutate: func(p *Payload) { p.Files["cwallet.sso"] = nil }, wantErr: `"cwallet.sso" is empty`},

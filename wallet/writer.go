@@ -23,7 +23,7 @@ import (
 // Config configures a Writer.
 type Config struct {
 	Dir    string // the wallet folder (PRODUCT.md §5); created DirMode if missing
-	Keep   int    // generations kept, the live one included; default 3
+	Keep   int    // generations kept, the live one included; 0 = DefaultConfig's
 	Limits Limits // zero fields take DefaultLimits
 	// Now stamps manifest.json's fetchedAt; default time.Now.
 	Now func() time.Time
@@ -40,6 +40,12 @@ type Config struct {
 	// wallet folder itself, which then also gets DirMode. nil: they belong
 	// to the process, and an existing wallet folder keeps its mode.
 	Owner *Ownership
+}
+
+// DefaultConfig is what the config keys default to (keep_generations,
+// syncfs, the size limits): three generations, one syncfs per generation.
+func DefaultConfig() Config {
+	return Config{Keep: 3, Limits: DefaultLimits(), SyncFS: true}
 }
 
 // Ownership is who owns the wallet; -1 leaves that ID as the process's own.
@@ -125,7 +131,7 @@ func NewWriter(cfg Config, log *zap.Logger) (*Writer, error) {
 		w.sync = syncFS
 	}
 	if w.keep <= 0 {
-		w.keep = 3
+		w.keep = DefaultConfig().Keep
 	}
 	if w.now == nil {
 		w.now = time.Now
@@ -573,15 +579,17 @@ func (w *Writer) manifest(gen int64, p Payload) *Manifest {
 		Schemas:              append([]string{}, sortedKeys(p.Schemas)...),
 	}
 	for name, data := range p.Files {
-		m.Files[name] = FileInfo{SHA256: sha256Hex(data), Size: int64(len(data))}
+		m.Files[name] = FileInfo{SHA256: SHA256Hex(data), Size: int64(len(data))}
 	}
 	for name, d := range p.Derived {
-		m.Files[name] = FileInfo{SHA256: sha256Hex(d.Data), Size: int64(len(d.Data)), Derived: true, SourceSHA256: d.SourceSHA256, Recipe: d.Recipe}
+		m.Files[name] = FileInfo{SHA256: SHA256Hex(d.Data), Size: int64(len(d.Data)), Derived: true, SourceSHA256: d.SourceSHA256, Recipe: d.Recipe}
 	}
 	return m
 }
 
-func sha256Hex(b []byte) string {
+// SHA256Hex is the hex SHA-256 of b, as manifest.json records files and
+// derived files record their source.
+func SHA256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }

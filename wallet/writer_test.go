@@ -135,7 +135,7 @@ func TestWriteLayout(t *testing.T) {
 	checkMode(t, dir, fs.ModeDir|0o700)
 
 	p := testPayload(1)
-	p.Derived = map[string]DerivedFile{"ewallet.pem": {Data: []byte("-----BEGIN-----"), SourceSHA256: sha256Hex(p.Files["ewallet.p12"])}}
+	p.Derived = map[string]DerivedFile{"ewallet.pem": {Data: []byte("-----BEGIN-----"), SourceSHA256: SHA256Hex(p.Files["ewallet.p12"])}}
 	r := mustWrite(t, w, p)
 	unix.Umask(old)
 	if !r.Swapped || r.Generation != 1 || r.Dir != filepath.Join(dir, "..1") {
@@ -194,11 +194,11 @@ func TestWriteLayout(t *testing.T) {
 		t.Errorf("manifest %+v", m)
 	}
 	for name, data := range p.Files {
-		if fi := m.Files[name]; fi.SHA256 != sha256Hex(data) || fi.Size != int64(len(data)) || fi.Derived {
+		if fi := m.Files[name]; fi.SHA256 != SHA256Hex(data) || fi.Size != int64(len(data)) || fi.Derived {
 			t.Errorf("manifest entry %s = %+v", name, fi)
 		}
 	}
-	if fi := m.Files["ewallet.pem"]; !fi.Derived || fi.SourceSHA256 != sha256Hex(p.Files["ewallet.p12"]) {
+	if fi := m.Files["ewallet.pem"]; !fi.Derived || fi.SourceSHA256 != SHA256Hex(p.Files["ewallet.p12"]) {
 		t.Errorf("derived entry %+v", fi)
 	}
 	for _, key := range []string{`"certificateStartDate": "2025-05-01T10:00:00Z"`, `"fetchedAt": "2025-06-01T12:00:00Z"`, `"derived": true`} {

@@ -20,7 +20,12 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cesd/cesd/ces"
+	"github.com/cesd/cesd/daemon"
+	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/notify"
+	"github.com/cesd/cesd/wallet"
+
+	"github.com/cesd/cesd/internal/endpoint"
 )
 
 // configError is a usage or configuration mistake: exit code 2 (78 from
@@ -76,6 +81,34 @@ type keyDef struct {
 	help string
 }
 
+// The packages' own defaults, which the key table shows and applies.
+var (
+	daemonDefaults  = daemon.DefaultConfig()
+	walletDefaults  = wallet.DefaultConfig()
+	refreshDefaults = refresh.DefaultConfig()
+)
+
+// durationString is d as a user writes it: "5m", not "5m0s".
+func durationString(d time.Duration) string {
+	s := d.String()
+	s, _ = strings.CutSuffix(s, "m0s")
+	if s != d.String() {
+		s += "m"
+	}
+	return s
+}
+
+// sizeString is n in the size syntax of the size keys: "512KiB", "2MiB".
+func sizeString(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // keys is the one table behind flags, CESD_* env and YAML, so a key has the
 // same name everywhere. There is deliberately no client_secret key: a secret
 // given as a flag would sit in ps output and shell history.
@@ -91,34 +124,34 @@ var keys = []keyDef{
 	{"tenant_id", kString, "", "optional tenantId for the endpoint list call"},
 	{"wallet_dir", kString, "/var/lib/cesd/wallet", "output folder for the wallet"},
 	{"wallet_only", kBool, "false", "fetch only the wallet (the fetch-wallet zip), never schema passwords"},
-	{"keep_generations", kInt, "3", "generations kept on disk, the live one included"},
-	{"max_file_bytes", kString, "512KiB", "cap on one wallet file, decoded (bytes, or with a KiB or MiB suffix)"},
-	{"max_wallet_bytes", kString, "1MiB", "cap on all wallet files together, decoded (bytes, or with a KiB or MiB suffix)"},
-	{"max_body_bytes", kString, "2MiB", "cap on one answer from CES (bytes, or with a KiB or MiB suffix)"},
-	{"syncfs", kBool, "true", "make each generation durable with one syncfs(2) of the wallet's file system (one journal commit) instead of an fsync per file"},
+	{"keep_generations", kInt, strconv.Itoa(walletDefaults.Keep), "generations kept on disk, the live one included"},
+	{"max_file_bytes", kString, sizeString(walletDefaults.Limits.MaxFileBytes), "cap on one wallet file, decoded (bytes, or with a KiB or MiB suffix)"},
+	{"max_wallet_bytes", kString, sizeString(walletDefaults.Limits.MaxTotalBytes), "cap on all wallet files together, decoded (bytes, or with a KiB or MiB suffix)"},
+	{"max_body_bytes", kString, sizeString(ces.DefaultMaxBodyBytes), "cap on one answer from CES (bytes, or with a KiB or MiB suffix)"},
+	{"syncfs", kBool, strconv.FormatBool(walletDefaults.SyncFS), "make each generation durable with one syncfs(2) of the wallet's file system (one journal commit) instead of an fsync per file"},
 	{"listen", kString, ":8480", "address of the callback listener"},
 	{"listen_tls_cert_file", kString, "", "TLS certificate for the callback listener (optional)"},
 	{"listen_tls_key_file", kString, "", "TLS key for the callback listener (optional)"},
 	{"callback_url", kString, "", "URL registered with CES; its path is the one the listener serves (empty: poll only)"},
 	{"extra_endpoints", kList, "", "more endpoints to keep registered, such as mailto: (comma-separated in flags and env)"},
 	{"metrics_listen", kString, "127.0.0.1:9480", "address of /metrics, /healthz, /readyz and /status (cesd status)"},
-	{"poll_interval", kDuration, "5m", "fallback poll period"},
-	{"jitter", kDuration, "0s", "maximum random delay before a triggered fetch (for fleets)"},
-	{"min_interval", kDuration, "1s", "floor between two fetches"},
-	{"register_interval", kDuration, "5m", "how often the registration with CES is checked and repaired"},
-	{"request_timeout", kDuration, "30s", "timeout of each call to CES or IAM"},
+	{"poll_interval", kDuration, durationString(daemonDefaults.PollInterval), "fallback poll period"},
+	{"jitter", kDuration, durationString(daemonDefaults.Jitter), "maximum random delay before a triggered fetch (for fleets)"},
+	{"min_interval", kDuration, durationString(daemonDefaults.MinInterval), "floor between two fetches"},
+	{"register_interval", kDuration, durationString(daemonDefaults.RegisterInterval), "how often the registration with CES is checked and repaired"},
+	{"request_timeout", kDuration, durationString(ces.DefaultTimeout), "timeout of each call to CES or IAM"},
 	{"on_change", kString, "", "command run by /bin/sh -c after a new generation is live"},
-	{"hook_timeout", kDuration, "30s", "timeout of the on_change command"},
+	{"hook_timeout", kDuration, durationString(daemonDefaults.HookTimeout), "timeout of the on_change command"},
 	{"group", kString, "", "group that may read the wallet, a name or GID (with file_mode 0640)"},
 	{"owner", kString, "", "user that owns the wallet, a name or UID (cesd must run as root)"},
 	{"file_mode", kString, "0600", "mode of the wallet files: 0600, or 0640 with group; folders follow (0700/0750); world bits are refused"},
 	{"reload_signal", kString, "", "signal sent after each swap to the process in reload_pid_file, such as SIGHUP"},
 	{"reload_pid_file", kString, "", "file holding the PID of the process to signal after each swap"},
 	{"unregister_on_exit", kBool, "false", "unregister callback_url on exit (unsafe when replicas share one URL)"},
-	{"shutdown_timeout", kDuration, "10s", "bound on a graceful stop"},
+	{"shutdown_timeout", kDuration, durationString(daemonDefaults.ShutdownTimeout), "bound on a graceful stop"},
 	{"wallet_password_file", kString, "", "file holding the wallet password, used when CES sends none"},
-	{"rewrite_sqlnet", kBool, "true", "rewrite sqlnet.ora DIRECTORY=\"?/network/admin\" to wallet_dir (Thick clients need it)"},
-	{"ewallet_pem", kBool, "true", "derive ewallet.pem for python-oracledb and node-oracledb Thin mode"},
+	{"rewrite_sqlnet", kBool, strconv.FormatBool(refreshDefaults.RewriteSQLNet), "rewrite sqlnet.ora DIRECTORY=\"?/network/admin\" to wallet_dir (Thick clients need it)"},
+	{"ewallet_pem", kBool, strconv.FormatBool(refreshDefaults.PEM), "derive ewallet.pem for python-oracledb and node-oracledb Thin mode"},
 	{"pem_password_file", kString, "", "file holding a password to encrypt the key in ewallet.pem (optional)"},
 	{"log_level", kString, "info", "debug, info, warn or error"},
 	{"log_format", kString, "json", "json or console"},
@@ -568,20 +601,12 @@ func (p *parser) remoteURL(key, raw string) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !endpoint.IsLoopback(u.Hostname()) {
 			p.fail(key, "http:// is accepted only for loopback hosts; use https://")
 		}
 	default:
 		p.fail(key, "want an https:// URL")
 	}
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // clientSecret looks in client_secret_file, then CESD_CLIENT_SECRET, then the

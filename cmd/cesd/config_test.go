@@ -342,3 +342,24 @@ func TestConfigurationDocListsEveryKey(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyDefaultsAreThePackagesDefaults: the table shows the defaults each
+// package exports (DefaultConfig, ces.DefaultTimeout), written as users
+// write them; the values here are the ones docs/configuration.md states.
+func TestKeyDefaultsAreThePackagesDefaults(t *testing.T) {
+	want := map[string]string{
+		"poll_interval": "5m", "jitter": "0s", "min_interval": "1s", "register_interval": "5m",
+		"request_timeout": "30s", "hook_timeout": "30s", "shutdown_timeout": "10s",
+		"keep_generations": "3", "syncfs": "true", "max_file_bytes": "512KiB", "max_wallet_bytes": "1MiB",
+		"max_body_bytes": "2MiB", "rewrite_sqlnet": "true", "ewallet_pem": "true",
+	}
+	for name, def := range want {
+		k, ok := keyByName(name)
+		if !ok || k.def != def {
+			t.Errorf("%s: default %q, want %q", name, k.def, def)
+		}
+	}
+	if durationString(90*time.Second) != "1m30s" || sizeString(1536) != "1536" {
+		t.Error("durationString or sizeString mangles a value that is not round")
+	}
+}

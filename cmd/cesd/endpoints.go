@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/cesd/cesd/ces"
+
+	"github.com/cesd/cesd/internal/endpoint"
 )
 
 // cmdEndpoints manages CES notification endpoints by hand: list, register
@@ -52,29 +54,21 @@ func (c *cli) cmdEndpoints(ctx context.Context, args []string) int {
 			return c.fail(err)
 		}
 		for _, e := range eps {
-			fmt.Fprintln(c.stdout, redactURL(e))
+			fmt.Fprintln(c.stdout, endpoint.Redacted(e))
 		}
 		if cfg.CallbackURL != "" && !slices.Contains(eps, cfg.CallbackURL) {
-			fmt.Fprintf(c.stderr, "note: callback_url %s is not registered\n", redactURL(cfg.CallbackURL))
+			fmt.Fprintf(c.stderr, "note: callback_url %s is not registered\n", endpoint.Redacted(cfg.CallbackURL))
 		}
 	case "register":
 		if err := client.RegisterEndpoint(ctx, pos[1]); err != nil {
 			return c.fail(err)
 		}
-		fmt.Fprintf(c.stdout, "registered %s\n", redactURL(pos[1]))
+		fmt.Fprintf(c.stdout, "registered %s\n", endpoint.Redacted(pos[1]))
 	case "unregister":
 		if err := client.UnregisterEndpoint(ctx, pos[1]); err != nil {
 			return c.fail(err)
 		}
-		fmt.Fprintf(c.stdout, "unregistered %s\n", redactURL(pos[1]))
+		fmt.Fprintf(c.stdout, "unregistered %s\n", endpoint.Redacted(pos[1]))
 	}
 	return exitOK
-}
-
-// redactURL hides the password of a callback URL that carries basic auth.
-func redactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable URL)"
 }

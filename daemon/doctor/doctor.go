@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/cesd/cesd/daemon/refresh"
+
+	"github.com/cesd/cesd/internal/endpoint"
 )
 
 // Status is the outcome of one check.
@@ -175,7 +177,7 @@ func (r *run) baseURL() *url.URL {
 		r.add(name, Fail, u.String()+" is the Retail Home URL, not the CES base URL",
 			"drop the trailing -rh (or set retail_home_url and let cesd derive base_url)")
 		return nil
-	case u.Scheme != "https" && !isLoopback(u.Hostname()):
+	case u.Scheme != "https" && !endpoint.IsLoopback(u.Hostname()):
 		r.add(name, Fail, u.String()+" is not https", "CES is served over https on port 443")
 		return nil
 	case !oracleHost.MatchString(u.Hostname()) || !cesPath.MatchString(u.Path):
@@ -247,7 +249,7 @@ func (r *run) tcp(ctx context.Context, u *url.URL) bool {
 func tcpFix(u *url.URL) string {
 	_, port, _ := net.SplitHostPort(hostPort(u))
 	switch {
-	case isLoopback(u.Hostname()):
+	case endpoint.IsLoopback(u.Hostname()):
 		return "nothing answers on " + hostPort(u) + " on this machine: check the host and port in base_url and that the server is running"
 	case port != "443":
 		return "check the port in base_url (CES serves HTTPS on 443 unless a proxy says otherwise) and any firewall on TCP " + port
@@ -340,7 +342,7 @@ func (r *run) list(ctx context.Context, tokenOK bool) {
 		r.add(name, OK, "callback_url is registered", "")
 	default:
 		r.add(name, Warn, fmt.Sprintf("callback_url is not registered (CES lists %d endpoint(s))", len(eps)),
-			"cesd run registers it at start; or run: cesd endpoints register "+redacted(r.cfg.CallbackURL))
+			"cesd run registers it at start; or run: cesd endpoints register "+endpoint.Redacted(r.cfg.CallbackURL))
 	}
 }
 
@@ -379,12 +381,12 @@ func (r *run) callback() {
 		r.add(name, Warn, "not set: cesd will only poll", "set callback_url to a URL CES can reach, to see rotations within seconds")
 		return
 	}
-	u, err := url.Parse(r.cfg.CallbackURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+	u, err := endpoint.ParseCallback(r.cfg.CallbackURL)
+	if err != nil {
 		r.add(name, Fail, "not an absolute http(s) URL", "CES POSTs to http or https endpoints only")
 		return
 	}
-	if isLoopback(u.Hostname()) {
+	if endpoint.IsLoopback(u.Hostname()) {
 		r.add(name, Fail, u.Hostname()+" is a loopback address: CES cannot reach it",
 			"use the address or name under which CES reaches this host (and allow it in ingress rules)")
 		return
@@ -408,22 +410,6 @@ func (r *run) callback() {
 		return
 	}
 	r.add(name, OK, "the listener serves POST "+path+" on "+r.cfg.Listen, "")
-}
-
-// redacted hides a password in a URL's userinfo (callback basic auth).
-func redacted(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable URL)"
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // hint returns the CES error's operator hint, or def.

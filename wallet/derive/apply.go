@@ -1,8 +1,6 @@
 package derive
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -83,7 +81,7 @@ func Apply(p *wallet.Payload, opts Options, log *zap.Logger) Report {
 			fail(SQLNetFile, fmt.Errorf("wallet folder %q cannot be written into sqlnet.ora (it must be absolute, without quotes, parentheses, '#', '=' or control characters)", opts.WalletDir))
 		case changed:
 			delete(p.Files, SQLNetFile)
-			add(SQLNetFile, wallet.DerivedFile{Data: out, SourceSHA256: sha256Hex(orig)})
+			add(SQLNetFile, wallet.DerivedFile{Data: out, SourceSHA256: wallet.SHA256Hex(orig)})
 			r.SQLNetRewritten = true
 		default:
 			log.Debug("sqlnet.ora has no DIRECTORY=\"?/network/admin\"; kept as sent")
@@ -107,13 +105,8 @@ func Apply(p *wallet.Payload, opts Options, log *zap.Logger) Report {
 		if opts.PEMPassword != "" {
 			recipe = "pkcs8 key encrypted with pem_password_file, from " + source
 		}
-		add(PEMFile, wallet.DerivedFile{Data: out, SourceSHA256: sha256Hex(p.Files[source]), Recipe: recipe})
+		add(PEMFile, wallet.DerivedFile{Data: out, SourceSHA256: wallet.SHA256Hex(p.Files[source]), Recipe: recipe})
 		r.PEMSource = source
 	}
 	return r
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }

@@ -81,7 +81,7 @@ func TestApply(t *testing.T) {
 				t.Fatalf("sqlnet.ora derived=%v sent=%v", derived, sent)
 			}
 			if derived {
-				if d.SourceSHA256 != sha256Hex(orig) || !bytes.Contains(d.Data, []byte(`DIRECTORY="`+dir+`"`)) {
+				if d.SourceSHA256 != wallet.SHA256Hex(orig) || !bytes.Contains(d.Data, []byte(`DIRECTORY="`+dir+`"`)) {
 					t.Errorf("derived sqlnet.ora %q (source %s)", d.Data, d.SourceSHA256)
 				}
 			}
@@ -90,7 +90,7 @@ func TestApply(t *testing.T) {
 				t.Fatalf("ewallet.pem derived = %v", hasPEM)
 			}
 			if hasPEM {
-				if pem.SourceSHA256 != sha256Hex(p.Files[tc.wantSource]) {
+				if pem.SourceSHA256 != wallet.SHA256Hex(p.Files[tc.wantSource]) {
 					t.Errorf("ewallet.pem source hash is not %s's", tc.wantSource)
 				}
 				if _, err := tls.X509KeyPair(pem.Data, pem.Data); err != nil {
@@ -133,10 +133,10 @@ func TestApplyWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi := m.Files[SQLNetFile]; !fi.Derived || fi.SourceSHA256 != sha256Hex(origSQLNet) {
+	if fi := m.Files[SQLNetFile]; !fi.Derived || fi.SourceSHA256 != wallet.SHA256Hex(origSQLNet) {
 		t.Errorf("manifest sqlnet.ora = %+v", fi)
 	}
-	if fi := m.Files[PEMFile]; !fi.Derived || fi.SourceSHA256 != sha256Hex(p.Files[SourceSSO]) {
+	if fi := m.Files[PEMFile]; !fi.Derived || fi.SourceSHA256 != wallet.SHA256Hex(p.Files[SourceSSO]) {
 		t.Errorf("manifest ewallet.pem = %+v", fi)
 	}
 	st, err := os.Stat(filepath.Join(dir, PEMFile))
