@@ -22,7 +22,9 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 # build-command-end
 
 # distroless static: CA certificates, tzdata, /etc/passwd with nonroot
-# (65532), and no shell or package manager.
+# (65532), and no shell or package manager. deploy/docker/container_test.go
+# builds this stage offline and runs it under podman; TestDockerfileFinalStage
+# fails on any instruction here that the test image does not mirror.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/cesd /usr/local/bin/cesd
 USER 65532:65532

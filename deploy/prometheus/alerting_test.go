@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -88,7 +87,7 @@ scrape_configs:
 		"--web.listen-address="+promAddr)
 	prom := &promAPI{addr: promAddr}
 
-	cesd := exec.Command(bin, "run")
+	cesd := fieldtest.Daemon(bin, "run")
 	cesd.Env = append(os.Environ(),
 		"CESD_BASE_URL="+sim.URL, "CESD_TOKEN_URL="+sim.TokenURL, "CESD_CLIENT_ID=cestest-client",
 		"CESD_CLIENT_SECRET="+secret, "CESD_CA_FILE="+filepath.Join(work, "ca.pem"),
@@ -194,7 +193,7 @@ func start(t *testing.T, work, name, bin string, args ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := fieldtest.Daemon(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

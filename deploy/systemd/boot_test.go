@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -253,7 +252,7 @@ func boot(t *testing.T, work string, binds ...string) *machine {
 	}
 	args := append([]string{"-D", "/", "--volatile=yes", "--register=no", "--keep-unit", "--quiet"}, binds...)
 	args = append(args, "-b", "systemd.firstboot=off")
-	cmd := exec.Command("systemd-nspawn", args...)
+	cmd := fieldtest.Daemon("systemd-nspawn", args...)
 	cmd.Stdout, cmd.Stderr = console, console
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,6 +77,15 @@ func BuildCesd(t testing.TB, dir string) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// Daemon is a command for a process that lives as long as the test: if the
+// test binary dies before its cleanups run (a timeout panic), the kernel
+// sends the process SIGTERM, so no container or daemon outlives the run.
+func Daemon(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	return cmd
 }
 
 // Cmd runs a command with a time limit and returns its combined output.
