@@ -42,7 +42,7 @@ func TestContainer(t *testing.T) {
 
 	// The mounts of deploy/kubernetes/deployment.yaml: the ConfigMap at
 	// /etc/cesd, the Secret (defaultMode 0440, fsGroup 65532) at
-	// /etc/cesd/secret, and the wallet volume, owned by the pod's fsGroup.
+	// /etc/cesd/secret, and the wallet volume.
 	conf, secretDir, walletDir := filepath.Join(work, "conf"), filepath.Join(work, "secret"), filepath.Join(work, "wallet")
 	for _, d := range []string{conf, secretDir, walletDir} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -68,12 +68,16 @@ func TestContainer(t *testing.T) {
 	}, "\n")+"\n", 0o644, 0)
 	writeFile(t, filepath.Join(conf, "ca.pem"), string(sim.CACertPEM()), 0o644, 0)
 	writeFile(t, filepath.Join(secretDir, "client_secret"), secret, 0o440, 65532)
-	if err := os.Chown(walletDir, 0, 65532); err != nil {
+	// The wallet volume is an emptyDir with medium: Memory: a tmpfs that
+	// the kubelet gives to the fsGroup (setgid, group-writable).
+	if err := syscall.Mount("tmpfs", walletDir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "size=16m,mode=2770,gid=65532"); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(walletDir, 0o2770); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(walletDir, syscall.MNT_DETACH); err != nil {
+			t.Error(err)
+		}
+	})
 	runArgs := func(name string) []string {
 		return []string{"run", "--name", name, "--network", "host",
 			"--read-only", "--read-only-tmpfs=false", "--cap-drop", "all", "--security-opt", "no-new-privileges",
