@@ -704,14 +704,32 @@ func (w *Writer) mkdirAccess(path string) error {
 }
 
 // setAccess chowns (when an owner is configured) before it chmods, so the
-// group bits never apply to a group other than the configured one.
+// group bits never apply to a group other than the configured one. It calls
+// chown only when the owner differs: a cesd whose own group is the readers'
+// group never needs it, and systemd's SystemCallFilter=~@privileged (the
+// shipped unit) refuses chown altogether.
 func (w *Writer) setAccess(f *os.File, mode fs.FileMode) error {
 	if w.uid >= 0 || w.gid >= 0 {
-		if err := f.Chown(w.uid, w.gid); err != nil {
+		fi, err := f.Stat()
+		if err != nil {
 			return err
+		}
+		if !w.ownedRight(fi) {
+			if err := f.Chown(w.uid, w.gid); err != nil {
+				return err
+			}
 		}
 	}
 	return f.Chmod(mode)
+}
+
+// ownedRight reports whether fi has the configured owner and group.
+func (w *Writer) ownedRight(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	return (w.uid < 0 || int(st.Uid) == w.uid) && (w.gid < 0 || int(st.Gid) == w.gid)
 }
 
 // own gives the wallet folder (open as d) the configured owner and folder
@@ -730,14 +748,7 @@ func (w *Writer) own(d *os.File) error {
 
 // hasAccess reports whether fi has the configured owner and mode.
 func (w *Writer) hasAccess(fi fs.FileInfo, mode fs.FileMode) bool {
-	if fi.Mode().Perm() != mode {
-		return false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return false
-	}
-	return (w.uid < 0 || int(st.Uid) == w.uid) && (w.gid < 0 || int(st.Gid) == w.gid)
+	return fi.Mode().Perm() == mode && w.ownedRight(fi)
 }
 
 // syncGeneration is step 5: the generation's folders after its files, or the

@@ -39,23 +39,7 @@ ExecReload=/bin/sh -c 'echo reloaded >>/run/my-app.reloads'
 // against the CES simulator on the host's loopback (the container shares
 // the host network).
 func TestBootedUnit(t *testing.T) {
-	fieldtest.Need(t, true, "systemd-nspawn", "nsenter")
-	if _, err := os.Stat("/usr/lib/systemd/systemd"); err != nil {
-		fieldtest.Skip(t, "no /usr/lib/systemd/systemd to boot (apt-get install systemd)")
-	}
-	secret := fieldtest.RandomHex(t)
-	sim := cestest.NewServer(cestest.Options{ClientSecret: secret})
-	t.Cleanup(sim.Close)
-
-	work := t.TempDir()
-	dirs := map[string]string{}
-	for _, d := range []string{"bin", "units", "sysusers", "conf"} {
-		dirs[d] = filepath.Join(work, d)
-		if err := os.Mkdir(dirs[d], 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fieldtest.BuildCesd(t, dirs["bin"])
+	sim, secret, work, dirs := prepareBoot(t, "nsenter")
 	copyFile(t, "cesd.service", filepath.Join(dirs["units"], "cesd.service"))
 	copyFile(t, "cesd-wallet.path", filepath.Join(dirs["units"], "cesd-wallet.path"))
 	copyFile(t, "cesd-wallet.service", filepath.Join(dirs["units"], "cesd-wallet.service"))
@@ -233,6 +217,28 @@ func TestBootedUnit(t *testing.T) {
 			t.Errorf("%d JSON log lines in the journal:\n%s", objs, j)
 		}
 	})
+}
+
+// prepareBoot checks the tools, starts the CES simulator and makes the
+// folders bound into the container (bin, with cesd built in it; units;
+// sysusers; conf) under work.
+func prepareBoot(t *testing.T, tools ...string) (sim *cestest.Server, secret, work string, dirs map[string]string) {
+	t.Helper()
+	fieldtest.Need(t, true, append([]string{"systemd-nspawn"}, tools...)...)
+	if _, err := os.Stat("/usr/lib/systemd/systemd"); err != nil {
+		fieldtest.Skip(t, "no /usr/lib/systemd/systemd to boot (apt-get install systemd)")
+	}
+	secret = fieldtest.RandomHex(t)
+	sim = cestest.NewServer(cestest.Options{ClientSecret: secret})
+	t.Cleanup(sim.Close)
+	work = t.TempDir()
+	dirs = map[string]string{}
+	for _, d := range []string{"bin", "units", "sysusers", "conf"} {
+		dirs[d] = filepath.Join(work, d)
+		mkdir(t, dirs[d])
+	}
+	fieldtest.BuildCesd(t, dirs["bin"])
+	return sim, secret, work, dirs
 }
 
 // machine is a booted nspawn container.
