@@ -440,6 +440,7 @@ func TestE2EStormCoalesces(t *testing.T) {
 	before := r.srv.Calls(cestest.OpFetchCredentials)
 	r.srv.SetFault(cestest.OpCallback, cestest.Fault{Kind: cestest.LoseCallbacks})
 	r.srv.Rotate("all")
+	start := time.Now()
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -452,13 +453,19 @@ func TestE2EStormCoalesces(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	storm := time.Since(start)
 	r.waitCurrent(t)
 	eventually(t, "idle after the storm", r.d.q.idle)
 	n := r.srv.Calls(cestest.OpFetchCredentials) - before
-	if n < 1 || n > 3 {
-		t.Fatalf("1000 callbacks caused %d fetches, want 1..3", n)
+	// The invariant is one fetch per min_interval while callbacks keep
+	// coming, plus the one they leave queued. A storm that a loaded machine
+	// spreads over several seconds earns more fetches, never more than that;
+	// the 10,000-in-a-second figure is measured in docs/performance.md.
+	limit := 2 + int(storm/time.Second)
+	if n < 1 || n > limit {
+		t.Fatalf("1000 callbacks over %v caused %d fetches, want 1..%d", storm.Round(time.Millisecond), n, limit)
 	}
-	t.Logf("1000 callbacks -> %d fetches", n)
+	t.Logf("1000 callbacks over %v -> %d fetches", storm.Round(time.Millisecond), n)
 }
 
 func TestE2ETriggerDuringFetchIsNotLost(t *testing.T) {
