@@ -133,6 +133,7 @@ var keys = []keyDef{
 	{"listen_tls_cert_file", kString, "", "TLS certificate for the callback listener (optional)"},
 	{"listen_tls_key_file", kString, "", "TLS key for the callback listener (optional)"},
 	{"callback_url", kString, "", "URL registered with CES; its path is the one the listener serves (empty: poll only)"},
+	{"callback_auth_file", kString, "", "file holding user:password that callbacks must carry as basic auth; cesd registers callback_url with them"},
 	{"extra_endpoints", kList, "", "more endpoints to keep registered, such as mailto: (comma-separated in flags and env)"},
 	{"metrics_listen", kString, "127.0.0.1:9480", "address of /metrics, /healthz, /readyz and /status (cesd status)"},
 	{"poll_interval", kDuration, durationString(daemonDefaults.PollInterval), "fallback poll period"},
@@ -435,9 +436,9 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 			p.fail("callback_url", err.Error()+" (want an absolute http:// or https:// URL)")
 		}
 		c.CallbackPath = path
-		// Userinfo in callback_url is the listener's shared secret: CES
-		// sends it back as basic auth when it calls the URL.
-		c.CallbackUser, c.CallbackPassword, _ = notify.CallbackCredentials(c.CallbackURL)
+		c.CallbackURL = p.callbackAuth(c)
+	} else if p.str("callback_auth_file") != "" {
+		p.fail("callback_auth_file", "needs callback_url")
 	}
 	p.hostPort("listen", c.Listen)
 	p.hostPort("metrics_listen", c.MetricsListen)
@@ -641,6 +642,41 @@ func (p *parser) secretFile(key, path string) string {
 		p.fail(key, "the file it names is empty")
 	}
 	return v
+}
+
+// callbackAuth refuses credentials inside callback_url (flags and env show
+// in /proc/*/cmdline and /proc/*/environ) and takes them from
+// callback_auth_file instead. It returns the URL to register: callback_url
+// with the credentials as userinfo, which CES sends back as basic auth.
+func (p *parser) callbackAuth(c *Config) string {
+	u, err := url.Parse(c.CallbackURL)
+	if err != nil {
+		return c.CallbackURL // CallbackPath has reported it
+	}
+	if u.User != nil {
+		p.fail("callback_url", "must not hold a user or password, which would show in /proc/*/cmdline and /proc/*/environ: put user:password in the file named by callback_auth_file")
+		return c.CallbackURL
+	}
+	f := p.str("callback_auth_file")
+	if f == "" {
+		return c.CallbackURL
+	}
+	cred := p.secretFile("callback_auth_file", f)
+	if cred == "" {
+		return c.CallbackURL // secretFile has reported why
+	}
+	// "user:password", or a lone token (a user with an empty password).
+	user, password, hasPassword := strings.Cut(cred, ":")
+	if user == "" {
+		p.fail("callback_auth_file", "the file it names must hold one line user:password (or a token)")
+		return c.CallbackURL
+	}
+	c.CallbackUser, c.CallbackPassword = user, password
+	u.User = url.User(user)
+	if hasPassword {
+		u.User = url.UserPassword(user, password)
+	}
+	return u.String()
 }
 
 func (p *parser) hostPort(key, addr string) {

@@ -77,6 +77,19 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 				t.Errorf("secret not taken from env")
 			}
 		}},
+		{name: "password in callback_url", args: []string{"--callback-url", "https://cesd:pw@vm.example.com/n"}, wantKey: "callback_url"},
+		{name: "callback auth file", args: []string{"--callback-url", "https://vm.example.com:8480/n", "--callback-auth-file", writeFile(t, dir, "cbauth", "cesd:S3cret:with:colons\n")}, check: func(t *testing.T, c *Config) {
+			if c.CallbackUser != "cesd" || c.CallbackPassword != "S3cret:with:colons" || c.CallbackURL != "https://cesd:S3cret%3Awith%3Acolons@vm.example.com:8480/n" || c.CallbackPath != "/n" {
+				t.Errorf("user %q password %q url %q", c.CallbackUser, c.CallbackPassword, c.CallbackURL)
+			}
+		}},
+		{name: "callback auth file, a token", args: []string{"--callback-url", "https://vm.example.com/n", "--callback-auth-file", writeFile(t, dir, "cbauth2", "3f9c2a\n")}, check: func(t *testing.T, c *Config) {
+			if c.CallbackUser != "3f9c2a" || c.CallbackPassword != "" || c.CallbackURL != "https://3f9c2a@vm.example.com/n" {
+				t.Errorf("user %q password %q url %q", c.CallbackUser, c.CallbackPassword, c.CallbackURL)
+			}
+		}},
+		{name: "callback auth file without a user", args: []string{"--callback-url", "https://vm.example.com/n", "--callback-auth-file", writeFile(t, dir, "cbauth4", ":pw\n")}, wantKey: "callback_auth_file"},
+		{name: "callback auth file without callback_url", args: []string{"--callback-auth-file", writeFile(t, dir, "cbauth3", "a:b")}, wantKey: "callback_auth_file"},
 		{name: "size caps", yaml: "max_file_bytes: 64KiB\nmax_wallet_bytes: 3MiB\n", env: map[string]string{"CESD_MAX_BODY_BYTES": "5000"}, check: func(t *testing.T, c *Config) {
 			if c.MaxFileBytes != 64<<10 || c.MaxWalletBytes != 3<<20 || c.MaxBodyBytes != 5000 {
 				t.Errorf("caps = %d %d %d", c.MaxFileBytes, c.MaxWalletBytes, c.MaxBodyBytes)

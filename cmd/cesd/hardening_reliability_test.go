@@ -209,3 +209,26 @@ func TestReliabilityPlantedGeneration(t *testing.T) {
 	}
 	h.stop()
 }
+
+// TestReliabilityCallbackPasswordRefused: a password inside callback_url
+// (visible in /proc/*/cmdline and environ) is a config error of the real
+// binary, 78 for cesd run and 2 for one-shot commands, naming the key and
+// never the password.
+func TestReliabilityCallbackPasswordRefused(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{Seed: 11})
+	defer sim.Close()
+	const pw = "Cb-In-URL-S3cret"
+	h := newHarness(t, sim, "", map[string]string{"CALLBACK_URL": "http://cesd:" + pw + "@127.0.0.1:1/cesd/notify"})
+	for _, tc := range []struct {
+		cmd  string
+		want int
+	}{{"run", exitRunConfig}, {"doctor", exitConfig}} {
+		_, errOut, code := runCmd(t, h.env, tc.cmd)
+		if code != tc.want || !strings.Contains(errOut, "callback_url") || !strings.Contains(errOut, "callback_auth_file") {
+			t.Errorf("cesd %s: exit %d (want %d): %s", tc.cmd, code, tc.want, errOut)
+		}
+		if strings.Contains(errOut, pw) {
+			t.Errorf("cesd %s echoes the password: %s", tc.cmd, errOut)
+		}
+	}
+}

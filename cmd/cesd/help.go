@@ -15,7 +15,7 @@ var cesKeys = []string{"base_url", "retail_home_url", "base_url_suffix", "token_
 	"client_secret_file", "scope", "ca_file", "tenant_id", "request_timeout", "max_body_bytes"}
 
 // daemonOnlyKeys are used by cesd run alone: listeners, timers, hooks.
-var daemonOnlyKeys = []string{"listen", "listen_tls_cert_file", "listen_tls_key_file", "callback_url",
+var daemonOnlyKeys = []string{"listen", "listen_tls_cert_file", "listen_tls_key_file", "callback_url", "callback_auth_file",
 	"extra_endpoints", "metrics_listen", "poll_interval", "jitter", "min_interval", "register_interval",
 	"on_change", "hook_timeout", "reload_signal", "reload_pid_file", "unregister_on_exit", "shutdown_timeout"}
 
@@ -30,9 +30,9 @@ func helpKeys(command string) func(key string) bool {
 	case "fetch":
 		return func(k string) bool { return !slices.Contains(daemonOnlyKeys, k) }
 	case "doctor":
-		return in(cesKeys, []string{"callback_url", "listen"})
+		return in(cesKeys, []string{"callback_url", "callback_auth_file", "listen"})
 	case "endpoints":
-		return in(cesKeys, []string{"callback_url"})
+		return in(cesKeys, []string{"callback_url", "callback_auth_file"})
 	case "inspect":
 		return in([]string{"wallet_dir", "wallet_password_file"})
 	case "healthcheck", "status":

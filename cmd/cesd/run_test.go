@@ -159,7 +159,14 @@ func TestRunCallbackBasicAuth(t *testing.T) {
 	const pw = "Cb-Shared-S3cret"
 	cb := "http://cesd:" + pw + "@127.0.0.1:" + port + "/cesd/notify"
 	base := simEnv(t, sim, filepath.Join(t.TempDir(), "wallet"))
-	extra := map[string]string{"CESD_LISTEN": "127.0.0.1:" + port, "CESD_CALLBACK_URL": cb,
+	// The password comes from a file; cesd registers the URL with it, so
+	// that CES sends it back as basic auth.
+	auth := filepath.Join(t.TempDir(), "callback_auth")
+	if err := os.WriteFile(auth, []byte("cesd:"+pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	extra := map[string]string{"CESD_LISTEN": "127.0.0.1:" + port,
+		"CESD_CALLBACK_URL": "http://127.0.0.1:" + port + "/cesd/notify", "CESD_CALLBACK_AUTH_FILE": auth,
 		"CESD_METRICS_LISTEN": "127.0.0.1:0", "CESD_MIN_INTERVAL": "1ms"}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,10 +31,14 @@ func TestStatusAgainstARunningDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	const cbPassword = "Cb-Status-S3cret"
-	cb := "http://cesd:" + cbPassword + "@127.0.0.1:" + cbPort + "/cesd/notify"
 	ops := "127.0.0.1:" + opsPort
 	base := simEnv(t, sim, filepath.Join(t.TempDir(), "wallet"))
-	env := overlay(base, map[string]string{"CESD_LISTEN": "127.0.0.1:" + cbPort, "CESD_CALLBACK_URL": cb,
+	auth := filepath.Join(t.TempDir(), "callback_auth")
+	if err := os.WriteFile(auth, []byte("cesd:"+cbPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := overlay(base, map[string]string{"CESD_LISTEN": "127.0.0.1:" + cbPort,
+		"CESD_CALLBACK_URL": "http://127.0.0.1:" + cbPort + "/cesd/notify", "CESD_CALLBACK_AUTH_FILE": auth,
 		"CESD_METRICS_LISTEN": ops, "CESD_MIN_INTERVAL": "1ms", "CESD_ON_CHANGE": "true"})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
