@@ -26,18 +26,7 @@ import (
 // (registries are out of reach), and the simulator runs in the test on the
 // host network.
 func TestContainer(t *testing.T) {
-	fieldtest.Need(t, true, "podman", "runc")
-	stage, err := readFinalStage("../../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := t.TempDir()
-	p := newPodman(t, work)
-	image := buildImage(t, p, work, stage)
-
-	secret := fieldtest.RandomHex(t)
-	sim := cestest.NewServer(cestest.Options{ClientSecret: secret})
-	t.Cleanup(sim.Close)
+	stage, p, image, work, sim, secret := prepareImage(t)
 	callback, metrics := fieldtest.FreeAddr(t), fieldtest.FreeAddr(t)
 
 	// The mounts of deploy/kubernetes/deployment.yaml: the ConfigMap at
@@ -214,6 +203,24 @@ func TestContainer(t *testing.T) {
 			t.Error("the secret is in cesd's logs")
 		}
 	})
+}
+
+// prepareImage builds the image offline under a podman of the test's own
+// and starts the CES simulator.
+func prepareImage(t *testing.T) (stage *finalStage, p *podman, image, work string, sim *cestest.Server, secret string) {
+	t.Helper()
+	fieldtest.Need(t, true, "podman", "runc")
+	stage, err := readFinalStage("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work = t.TempDir()
+	p = newPodman(t, work)
+	image = buildImage(t, p, work, stage)
+	secret = fieldtest.RandomHex(t)
+	sim = cestest.NewServer(cestest.Options{ClientSecret: secret})
+	t.Cleanup(sim.Close)
+	return stage, p, image, work, sim, secret
 }
 
 // podman runs podman with its own storage in the test's folder, so the
