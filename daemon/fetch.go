@@ -37,7 +37,12 @@ func (d *Daemon) newRefresher() *refresher {
 				if d.Ready() {
 					msg = "refresh failed; the last good generation stays live"
 				}
-				d.log.Warn(msg, fields...)
+				if refresh.Kind(err) == string(refresh.StageExpired) {
+					// CES serves a wallet clients cannot use: an operator must act.
+					d.log.Error(msg, fields...)
+				} else {
+					d.log.Warn(msg, fields...)
+				}
 			} else {
 				d.log.Debug("refresh failed again", fields...)
 			}
@@ -67,6 +72,10 @@ func errFields(err error) []zap.Field {
 	var se *refresh.Error
 	if errors.As(err, &se) {
 		fields = append(fields, zap.String("stage", string(se.Stage)))
+	}
+	var ee *refresh.ExpiredError
+	if errors.As(err, &ee) {
+		fields = append(fields, zap.String("hint", ee.Hint()))
 	}
 	return fields
 }

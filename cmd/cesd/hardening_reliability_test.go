@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -230,5 +231,72 @@ func TestReliabilityCallbackPasswordRefused(t *testing.T) {
 		if strings.Contains(errOut, pw) {
 			t.Errorf("cesd %s echoes the password: %s", tc.cmd, errOut)
 		}
+	}
+}
+
+// TestReliabilityExpiredWallet: a wallet whose certificateEndDate and client
+// certificate passed 110 days ago never replaces one with days left: cesd
+// fetch exits 1 with a hint, cesd run keeps the valid generation live (ready),
+// logs an error and counts kind "expired". With nothing valid on disk the
+// expired wallet goes live, with an error logged.
+func TestReliabilityExpiredWallet(t *testing.T) {
+	var mu sync.Mutex
+	var offset time.Duration
+	sim := cestest.NewServer(cestest.Options{Seed: 12, Now: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Now().Add(offset)
+	}})
+	defer sim.Close()
+	h := newHarness(t, sim, "", nil)
+	if _, errOut, code := runCmd(t, h.env, "fetch"); code != 0 {
+		t.Fatalf("first fetch: exit %d: %s", code, errOut)
+	}
+	good, err := wallet.Verify(h.walletDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	offset = -200 * 24 * time.Hour // 90-day certificates: expired 110 days ago
+	mu.Unlock()
+	sim.Rotate("all")
+
+	_, errOut, code := runCmd(t, h.env, "fetch")
+	if code != 1 || !strings.Contains(errOut, "expired") || !strings.Contains(errOut, "hint:") {
+		t.Errorf("fetch of an expired wallet: exit %d: %s", code, errOut)
+	}
+	if m, err := wallet.Verify(h.walletDir); err != nil || m.Generation != good.Generation {
+		t.Fatalf("after the refused fetch: %v %v", m, err)
+	}
+
+	from := h.start()
+	e, _ := h.waitLog(from, 30*time.Second, "refusal", func(e logEntry) bool { return e.str("stage") == "expired" })
+	if e.str("level") != "error" || !strings.Contains(e.str("hint"), "expired") {
+		t.Errorf("refusal logged as %s", e.raw)
+	}
+	if v := sum(h.metrics(), "cesd_refresh_errors_total", `kind="expired"`); v < 1 {
+		t.Errorf(`cesd_refresh_errors_total{kind="expired"} = %v`, v)
+	}
+	resp, err := http.Get("http://" + h.metricsAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("readyz %d with the valid generation live", resp.StatusCode)
+	}
+	if m, err := wallet.Verify(h.walletDir); err != nil || m.Generation != good.Generation {
+		t.Errorf("cesd run swapped in the expired wallet: %v %v", m, err)
+	}
+	h.stop()
+
+	// Nothing valid on disk: something beats nothing.
+	empty := newHarness(t, sim, "", nil)
+	_, errOut, code = runCmd(t, empty.env, "fetch")
+	if code != 0 || !strings.Contains(errOut, "no valid generation is on disk") {
+		t.Errorf("expired wallet into an empty folder: exit %d: %s", code, errOut)
+	}
+	if _, err := wallet.Verify(empty.walletDir); err != nil {
+		t.Errorf("nothing live: %v", err)
 	}
 }

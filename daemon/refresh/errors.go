@@ -17,12 +17,13 @@ const (
 	StageDecode   Stage = "decode"   // names, sizes, base64 or the zip
 	StageValidate Stage = "validate" // the payload as a whole (wallet.Payload.Validate)
 	StageDerive   Stage = "derive"   // ewallet.pem and sqlnet.ora
+	StageExpired  Stage = "expired"  // an expired wallet refused while a valid one is live
 	StageWrite    Stage = "write"    // the generation on disk
 )
 
 // Stages lists every stage in the order Run takes them.
 func Stages() []Stage {
-	return []Stage{StageFetch, StageDecode, StageValidate, StageDerive, StageWrite}
+	return []Stage{StageFetch, StageDecode, StageValidate, StageDerive, StageExpired, StageWrite}
 }
 
 // Error is every error Run returns: the stage that failed and why.

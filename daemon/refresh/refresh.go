@@ -78,6 +78,7 @@ type Deps struct {
 	// Verify reads and checks the live generation (for Live); nil =
 	// wallet.Verify.
 	Verify func(dir string) (*wallet.Manifest, error)
+	Now    func() time.Time // nil = time.Now; decides what has expired
 }
 
 // Timings split one refresh by stage, for the log.
@@ -126,6 +127,7 @@ type Pipeline struct {
 	deriver *derive.Deriver
 	verify  func(dir string) (*wallet.Manifest, error)
 	log     *zap.Logger
+	now     func() time.Time
 
 	mu          sync.Mutex
 	cesPassword string // the last walletPassword CES sent, memory only
@@ -158,7 +160,10 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("refresh: %w", err)
 	}
-	p := &Pipeline{cfg: cfg, ces: deps.CES, writer: deps.Writer, deriver: dv, verify: deps.Verify, log: log}
+	p := &Pipeline{cfg: cfg, ces: deps.CES, writer: deps.Writer, deriver: dv, verify: deps.Verify, log: log, now: deps.Now}
+	if p.now == nil {
+		p.now = time.Now
+	}
 	if p.verify == nil {
 		p.verify = wallet.Verify
 	}
@@ -173,7 +178,10 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 //     derived;
 //  4. derive ewallet.pem and sqlnet.ora; a file that cannot be derived is
 //     counted and left out, never holding back the generation;
-//  5. write the generation (wallet.Writer.Write), or find it unchanged.
+//  5. refuse an expired wallet (certificateEndDate or a certificate of
+//     keystore.jks in the past) while a valid generation is live; with
+//     nothing valid on disk it goes live with an error logged;
+//  6. write the generation (wallet.Writer.Write), or find it unchanged.
 //
 // An error is an *Error naming the stage; nothing on disk changes then.
 func (p *Pipeline) Run(ctx context.Context, opts RunOptions) (Result, error) {
@@ -209,6 +217,17 @@ func (p *Pipeline) Run(ctx context.Context, opts RunOptions) (Result, error) {
 	}
 	res.Derived = p.deriver.Derive(&pl, res.WalletPassword)
 	lap(&res.Timings.Derive)
+	if what, at, expired := expiry(pl.CertificateEndDate, pl.Files[clientStore], p.now()); expired {
+		if m, ok := p.liveValid(p.now()); ok && p.writer != nil {
+			return res, &Error{StageExpired, &ExpiredError{What: what, At: at, Generation: m.Generation}}
+		}
+		w := fmt.Sprintf("CES sent a wallet whose %s expired %s", what, at.UTC().Format(time.RFC3339))
+		res.Warnings = append(res.Warnings, w)
+		if p.writer != nil {
+			p.log.Error(w+"; it goes live because no valid generation is on disk: something beats nothing, but clients will fail TLS with it",
+				zap.String("expired", what), zap.Time("at", at))
+		}
+	}
 	if p.writer == nil {
 		res.DryRun = true
 		return res, nil
