@@ -1,8 +1,11 @@
-// Package daemon is the heart of `cesd run`: it decides when to fetch. It owns
-// the coalescing refresher, the fallback poller, the registration keeper, the
-// ops server (/metrics, /healthz, /readyz, /status), the on_change hook runner and the
-// retry backoff. It never parses flags or env; cmd/cesd builds a Config and
-// Deps and calls Run.
+// Package daemon is the heart of `cesd run`: it decides when to refresh; how
+// one refresh runs is the refresh pipeline's (daemon/refresh), called
+// through the Pipeline interface. It owns the trigger queue and its
+// coalescing refresher, the fallback poller, the registration keeper, the ops
+// server (/metrics, /healthz, /readyz, /status), the observers of a swap
+// (systemd, the on_change hook runner, the reload signal), SIGHUP handling and
+// the retry backoff, all in one run group. It never parses flags or env and
+// never imports notify; cmd/cesd builds a Config and Deps and calls Run.
 package daemon
 
 import (
