@@ -268,6 +268,11 @@ func TestConcurrentConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.shutdownTimeout = 30 * time.Second
+	// This test is about holding many connections, not about slow clients
+	// (TestSlowlorisHeaders is): on a loaded machine, opening and writing to
+	// thousands of sockets one after another can take longer than the
+	// production header timeout, which would then close the first ones.
+	s.srv.ReadHeaderTimeout, s.srv.ReadTimeout = 2*time.Minute, 2*time.Minute
 	stop := run(t, s)
 
 	runtime.GC()
