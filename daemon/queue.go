@@ -109,8 +109,11 @@ func (b batch) merge(o batch) batch {
 type queue struct {
 	mu      sync.Mutex
 	pending batch
-	busy    bool // a taken batch is being fetched
-	wake    chan struct{}
+	// fresh holds the triggers added since the last take or requeue: what
+	// arrived while a failed batch waits for its retry.
+	fresh uint8
+	busy  bool // a taken batch is being fetched
+	wake  chan struct{}
 	// notified counts callbacks ever added, so the daemon can tell whether
 	// one arrived since a given refresh started; lastNotified is when the
 	// latest arrived (cesd status).
@@ -128,6 +131,7 @@ func (q *queue) add(t trigger.Trigger, change trigger.Change) {
 	}
 	q.mu.Lock()
 	q.pending = q.pending.merge(b)
+	q.fresh |= b.triggers
 	if t == trigger.Notification {
 		q.notified++
 		q.lastNotified = time.Now()
@@ -144,6 +148,7 @@ func (q *queue) add(t trigger.Trigger, change trigger.Change) {
 func (q *queue) requeue(b batch) {
 	q.mu.Lock()
 	q.pending = q.pending.merge(b)
+	q.fresh = 0
 	q.busy = false
 	q.mu.Unlock()
 }
@@ -153,6 +158,7 @@ func (q *queue) take() (batch, bool) {
 	q.mu.Lock()
 	b := q.pending
 	q.pending = batch{}
+	q.fresh = 0
 	q.busy = !b.empty()
 	q.mu.Unlock()
 	return b, !b.empty()
@@ -183,6 +189,13 @@ func (q *queue) lastNotification() time.Time {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.lastNotified
+}
+
+// arrived returns the triggers added since the last take or requeue.
+func (q *queue) arrived() uint8 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.fresh
 }
 
 func (q *queue) peek() batch {

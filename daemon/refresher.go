@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"time"
+
+	"github.com/cesd/cesd/ces"
 )
 
 // refresher is the single fetch worker. It owns no CES or wallet logic: fetch
@@ -18,6 +20,9 @@ type refresher struct {
 	// retry; it owns logging so the loop stays pure control flow.
 	onFailure func(err error, failures int, next time.Duration)
 	onRecover func(failures int)
+	// backoffWoke, if set, is told each decision on a trigger that arrives
+	// during a retry wait (tests sync on it).
+	backoffWoke func(cut bool)
 }
 
 func (r *refresher) run(ctx context.Context) error {
@@ -25,6 +30,7 @@ func (r *refresher) run(ctx context.Context) error {
 		lastStart time.Time
 		failures  int
 		retry     = time.Duration(-1) // >= 0 while a failed batch awaits its retry
+		paused    bool                // the retry waits out a 429 (CES or IAM)
 	)
 	for {
 		wait := time.Duration(0)
@@ -45,7 +51,11 @@ func (r *refresher) run(ctx context.Context) error {
 				wait = rem
 			}
 		}
-		if !sleepCtx(ctx, wait) {
+		if retry >= 0 {
+			if !r.backoff(ctx, wait, paused, lastStart) {
+				return nil
+			}
+		} else if !sleepCtx(ctx, wait) {
 			return nil
 		}
 		// Taken after the wait, so triggers that arrive during the jitter or
@@ -73,8 +83,38 @@ func (r *refresher) run(ctx context.Context) error {
 		r.q.requeue(b) // a failed trigger is retried, never dropped
 		failures++
 		retry = retryDelay(err, failures-1, r.base, r.max, r.rand())
+		k, _ := ces.KindOf(err)
+		paused = k == ces.KindRateLimited
 		if r.onFailure != nil {
 			r.onFailure(err, failures, retry)
+		}
+	}
+}
+
+// backoff waits out a failed batch's retry delay, unless a new trigger
+// makes the wait pointless: during an error backoff a callback or SIGHUP
+// retries at once (min_interval still applies), because a real rotation must
+// not sit out a 5-minute backoff; during a 429 pause only SIGHUP, an
+// operator's explicit request, does, and a callback stays queued until the
+// pause ends. It reports false when ctx ends.
+func (r *refresher) backoff(ctx context.Context, wait time.Duration, paused bool, lastStart time.Time) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-r.q.wake:
+		}
+		fresh := r.q.arrived()
+		cut := fresh&bitSignal != 0 || (!paused && fresh&bitNotification != 0)
+		if r.backoffWoke != nil {
+			r.backoffWoke(cut)
+		}
+		if cut {
+			return sleepCtx(ctx, r.minInterval-time.Since(lastStart))
 		}
 	}
 }

@@ -241,3 +241,68 @@ func TestBatchPrimary(t *testing.T) {
 		}
 	}
 }
+
+// nextFetch waits for the next fetch; the bound only turns a hang (a backoff
+// of an hour) into a failure, it measures nothing.
+func nextFetch(t *testing.T, f *fakeFetch) batch {
+	t.Helper()
+	select {
+	case b := <-f.started:
+		return b
+	case <-time.After(time.Minute):
+		t.Fatal("no fetch: the trigger did not cut the backoff")
+		return batch{}
+	}
+}
+
+func TestRefresherCallbackCutsErrorBackoff(t *testing.T) {
+	for _, tr := range []trigger.Trigger{trigger.Notification, trigger.Signal} {
+		t.Run(string(tr), func(t *testing.T) {
+			q := newQueue()
+			f := newFakeFetch()
+			failed := make(chan time.Duration, 1)
+			startRefresher(t, &refresher{
+				q: q, fetch: f.fetch, rand: func() float64 { return 0.5 },
+				base: time.Hour, max: time.Hour, // a half-hour backoff
+				onFailure: func(_ error, _ int, next time.Duration) { failed <- next },
+			})
+			q.add(trigger.Poll, "")
+			<-f.started
+			f.release <- &ces.Error{Op: "fetch-credentials", Kind: ces.KindServer, StatusCode: 500}
+			if next := <-failed; next < time.Minute {
+				t.Fatalf("backoff %v, want a long one", next)
+			}
+			q.add(tr, trigger.ChangeAll)
+			if b := nextFetch(t, f); !b.has(bitPoll) || !b.has(triggerBit(tr)) {
+				t.Fatalf("retry batch %v, want the failed poll and the %s", b.triggerList(), tr)
+			}
+			f.release <- nil
+		})
+	}
+}
+
+func TestRefresherRateLimitPauseHoldsCallbacksNotSignals(t *testing.T) {
+	q := newQueue()
+	f := newFakeFetch()
+	woke := make(chan bool, 4)
+	startRefresher(t, &refresher{
+		q: q, fetch: f.fetch, rand: func() float64 { return 0.5 },
+		base: time.Millisecond, max: time.Millisecond,
+		backoffWoke: func(cut bool) { woke <- cut },
+	})
+	q.add(trigger.Poll, "")
+	<-f.started
+	f.release <- &ces.Error{Op: "token", Kind: ces.KindRateLimited, StatusCode: 429, RetryAfter: time.Hour}
+	q.add(trigger.Notification, trigger.ChangeAll)
+	if cut := <-woke; cut {
+		t.Fatal("a callback cut a 429 pause short")
+	}
+	q.add(trigger.Signal, "")
+	if cut := <-woke; !cut {
+		t.Fatal("SIGHUP did not override the 429 pause")
+	}
+	if b := nextFetch(t, f); b.triggers != bitPoll|bitNotification|bitSignal {
+		t.Fatalf("batch %v, want the poll, the remembered callback and the signal", b.triggerList())
+	}
+	f.release <- nil
+}

@@ -300,3 +300,34 @@ func TestReliabilityExpiredWallet(t *testing.T) {
 		t.Errorf("nothing live: %v", err)
 	}
 }
+
+// TestReliabilityRotationCutsBackoff: after a run of 500s has pushed the
+// retry delay past 6 s, the fault clears and CES calls back with a rotation:
+// the new generation is live well before that backoff would have ended.
+func TestReliabilityRotationCutsBackoff(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{Seed: 13})
+	defer sim.Close()
+	cb := freeAddr(t)
+	h := newHarness(t, sim, "", map[string]string{"LISTEN": cb, "CALLBACK_URL": "http://" + cb + "/cesd/notify", "MIN_INTERVAL": "10ms"})
+	from := h.start()
+	h.waitLog(from, 30*time.Second, "first generation", msgIs("new generation live"))
+	h.waitLog(from, 30*time.Second, "registration", msgIs("registered notification endpoint"))
+
+	sim.SetFault(cestest.OpFetchCredentials, cestest.Fault{Kind: cestest.Status500})
+	at := h.logs.len()
+	h.signal(syscall.SIGHUP)
+	const long = 6 * time.Second
+	h.waitLog(at, 3*time.Minute, "a retry delay over 6s", func(e logEntry) bool {
+		d, ok := e.fields["retry_in"].(float64)
+		return ok && time.Duration(d*float64(time.Second)) >= long
+	})
+	sim.ClearFaults()
+	at = h.logs.len()
+	start := time.Now()
+	sim.Rotate("all") // CES calls back
+	// Within "about a second", bounded well below the backoff it cuts short.
+	h.waitLog(at, long/2, "the rotation, before the backoff ends", msgIs("new generation live"))
+	report(t, "rotation callback during a >= %s error backoff: live after %s", long, time.Since(start).Round(time.Millisecond))
+	checkMatchesSim(t, h.walletDir, sim.Current())
+	h.stop()
+}
