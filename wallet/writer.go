@@ -40,7 +40,14 @@ type Config struct {
 	// wallet folder itself, which then also gets DirMode. nil: they belong
 	// to the process, and an existing wallet folder keeps its mode.
 	Owner *Ownership
+	// StrictModes refuses a wallet folder, or its parent, writable by group
+	// or others (a sticky parent such as /tmp aside), like OpenSSH's
+	// StrictModes: whoever can write there can swap the wallet readers load.
+	StrictModes bool
 }
+
+// ErrUnsafeMode is wrapped by the StrictModes refusal.
+var ErrUnsafeMode = errors.New("writable by group or others")
 
 // DefaultConfig is what the config keys default to (keep_generations,
 // syncfs, the size limits): three generations, one syncfs per generation.
@@ -174,10 +181,53 @@ func NewWriter(cfg Config, log *zap.Logger) (*Writer, error) {
 			return nil, fmt.Errorf("wallet writer: give %s to uid %d gid %d, mode %04o: %w%s", dir, w.uid, w.gid, w.dirMode, err, hint)
 		}
 	}
+	if cfg.StrictModes {
+		if err := checkModes(dir); err != nil {
+			return nil, err
+		}
+	}
 	if err := w.recover(); err != nil {
 		return nil, fmt.Errorf("wallet writer: recover %s: %w", dir, err)
 	}
 	return w, nil
+}
+
+// checkModes refuses dir (symlinks resolved) or its parent when group or
+// others may write it; a sticky parent (/tmp) lets nobody rename or remove
+// what others own, so it passes.
+func checkModes(dir string) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("wallet writer: %w", err)
+	}
+	for i, path := range []string{real, filepath.Dir(real)} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("wallet writer: %w", err)
+		}
+		mode := fi.Mode()
+		if mode.Perm()&0o022 == 0 || (i == 1 && mode&fs.ModeSticky != 0) {
+			continue
+		}
+		what := "the wallet folder"
+		if i == 1 {
+			what = "the wallet folder's parent"
+		}
+		return fmt.Errorf("wallet writer: %s %s is %w (mode %04o): another local user could replace the wallet; chmod go-w %s, or set strict_modes: false where only trusted writers share it (a pod's emptyDir)",
+			what, path, ErrUnsafeMode, mode.Perm()|stickyBits(mode), path)
+	}
+	return nil
+}
+
+func stickyBits(m fs.FileMode) fs.FileMode {
+	var out fs.FileMode
+	if m&fs.ModeSetgid != 0 {
+		out |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		out |= 0o1000
+	}
+	return out
 }
 
 // lock opens the wallet folder and takes an exclusive flock on it; closing the

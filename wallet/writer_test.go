@@ -633,3 +633,53 @@ func TestPlantedGenerationNames(t *testing.T) {
 		t.Fatalf("write past the limit: %v", err)
 	}
 }
+
+// TestStrictModes: a wallet folder or parent writable by group or others is
+// refused, naming the path and mode; a sticky parent (/tmp) is not.
+func TestStrictModes(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		parent, dir fs.FileMode
+		want        string // "" = accepted
+	}{
+		{"private", 0o700, 0o700, ""},
+		{"group readable", 0o750, 0o750, ""},
+		{"sticky world-writable parent", 0o1777, 0o700, ""},
+		{"group-writable folder", 0o700, 0o770, "mode 0770"},
+		{"world-writable parent", 0o777, 0o700, "parent"},
+		{"group-writable setgid parent", 0o2770, 0o700, "mode 2770"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := filepath.Join(t.TempDir(), "p")
+			dir := filepath.Join(parent, "wallet")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			// os.Chmod takes the sticky and setgid bits as fs.ModeSticky/ModeSetgid.
+			chmod := func(p string, m fs.FileMode) {
+				mode := m.Perm()
+				if m&0o1000 != 0 {
+					mode |= fs.ModeSticky
+				}
+				if m&0o2000 != 0 {
+					mode |= fs.ModeSetgid
+				}
+				if err := os.Chmod(p, mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			chmod(dir, tc.dir)
+			chmod(parent, tc.parent)
+			_, err := NewWriter(Config{Dir: dir, StrictModes: true}, nil)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrUnsafeMode) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want ErrUnsafeMode naming %q", err, tc.want)
+			}
+		})
+	}
+}

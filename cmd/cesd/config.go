@@ -128,6 +128,7 @@ var keys = []keyDef{
 	{"max_file_bytes", kString, sizeString(walletDefaults.Limits.MaxFileBytes), "cap on one wallet file, decoded (bytes, or with a KiB or MiB suffix)"},
 	{"max_wallet_bytes", kString, sizeString(walletDefaults.Limits.MaxTotalBytes), "cap on all wallet files together, decoded (bytes, or with a KiB or MiB suffix)"},
 	{"max_body_bytes", kString, sizeString(ces.DefaultMaxBodyBytes), "cap on one answer from CES (bytes, or with a KiB or MiB suffix)"},
+	{"strict_modes", kBool, "true", "refuse a wallet_dir, or its parent, writable by group or others (a sticky parent such as /tmp aside)"},
 	{"syncfs", kBool, strconv.FormatBool(walletDefaults.SyncFS), "make each generation durable with one syncfs(2) of the wallet's file system (one journal commit) instead of an fsync per file"},
 	{"listen", kString, ":8480", "address of the callback listener"},
 	{"listen_tls_cert_file", kString, "", "TLS certificate for the callback listener (optional)"},
@@ -340,6 +341,7 @@ type Config struct {
 	MaxFileBytes     int64
 	MaxWalletBytes   int64
 	MaxBodyBytes     int64
+	StrictModes      bool
 	SyncFS           bool
 	Listen           string
 	ListenTLSCert    string
@@ -394,6 +396,7 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 		MaxFileBytes:     p.size("max_file_bytes", 1<<10, 1<<30),
 		MaxWalletBytes:   p.size("max_wallet_bytes", 1<<10, 1<<30),
 		MaxBodyBytes:     p.size("max_body_bytes", 1<<10, 1<<30),
+		StrictModes:      p.boolean("strict_modes"),
 		Listen:           p.str("listen"),
 		ListenTLSCert:    p.str("listen_tls_cert_file"),
 		ListenTLSKey:     p.str("listen_tls_key_file"),

@@ -331,3 +331,35 @@ func TestReliabilityRotationCutsBackoff(t *testing.T) {
 	checkMatchesSim(t, h.walletDir, sim.Current())
 	h.stop()
 }
+
+// TestReliabilityStrictModes: a wallet_dir whose parent any local user may
+// write is refused at start, as a config error naming the path and mode.
+func TestReliabilityStrictModes(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{Seed: 14})
+	defer sim.Close()
+	parent := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(parent, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(parent, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, sim, filepath.Join(parent, "wallet"), nil)
+	for _, tc := range []struct {
+		cmd  string
+		want int
+	}{{"run", exitRunConfig}, {"fetch", exitConfig}} {
+		_, errOut, code := runCmd(t, h.env, tc.cmd)
+		if code != tc.want || !strings.Contains(errOut, parent+" is writable by group or others (mode 0777)") {
+			t.Errorf("cesd %s: exit %d (want %d): %s", tc.cmd, code, tc.want, errOut)
+		}
+	}
+	if sim.Calls(cestest.OpFetchCredentials) != 0 {
+		t.Error("cesd fetched before refusing the folder")
+	}
+	// strict_modes: false is the explicit way out (a pod's emptyDir).
+	h.env = append(h.env, "CESD_STRICT_MODES=false")
+	if _, errOut, code := runCmd(t, h.env, "fetch"); code != 0 {
+		t.Errorf("with strict_modes false: exit %d: %s", code, errOut)
+	}
+}

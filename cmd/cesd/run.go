@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -43,6 +44,10 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	defer signal.Stop(hup)
 	reg := newRegistry()
 	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup})
+	var ce *configError
+	if errors.As(err, &ce) {
+		return c.failRun(err) // found while wiring (an unsafe wallet_dir): still a config error
+	}
 	if err == nil {
 		defer callback.Close()
 		err = d.Run(ctx)

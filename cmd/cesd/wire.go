@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -74,6 +75,7 @@ func walletConfig(cfg *Config) wallet.Config {
 	return wallet.Config{
 		Dir: cfg.WalletDir, Keep: cfg.KeepGenerations, Limits: walletLimits(cfg), SyncFS: cfg.SyncFS,
 		FileMode: cfg.Access.FileMode, DirMode: cfg.Access.DirMode, Owner: cfg.Access.ownership(),
+		StrictModes: cfg.StrictModes,
 	}
 }
 
@@ -94,6 +96,9 @@ func newWriter(cfg *Config, log *zap.Logger) (*wallet.Writer, error) {
 		return nil, err
 	}
 	w, err := wallet.NewWriter(walletConfig(cfg), log.Named("wallet"))
+	if errors.Is(err, wallet.ErrUnsafeMode) {
+		return nil, &configError{Key: "wallet_dir", Msg: err.Error()}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wallet folder: %w", err)
 	}

@@ -49,6 +49,8 @@ func TestContainer(t *testing.T) {
 		"client_secret_file: /etc/cesd/secret/client_secret",
 		"ca_file: /etc/cesd/ca.pem",
 		"wallet_dir: /wallet",
+		// The emptyDir is the pod's fsGroup's to write (2770), as the kubelet makes it.
+		"strict_modes: false",
 		"listen: " + callback,
 		"callback_url: http://" + callback + "/cesd/notify",
 		"metrics_listen: " + metrics,
