@@ -136,6 +136,9 @@ func TestHostileCallbacks(t *testing.T) {
 			head: fmt.Sprintf("POST %s HTTP/1.1\r\nHost: cesd\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n", cbPath, tenMiB), bodyLen: tenMiB, want: 413},
 		{name: "header over 16 KiB",
 			head: "POST " + cbPath + " HTTP/1.1\r\nHost: cesd\r\nX-Pad: " + strings.Repeat("a", 32<<10) + "\r\nContent-Length: 2\r\n\r\n{}", want: 431},
+		// The documented limit is the real one (see TestHeaderLimit).
+		{name: "head of 16 KiB plus 64 bytes",
+			head: padHead(cbPath, HeaderLimit+64, body(Usecase, "all")), want: 431},
 		{name: "not HTTP", head: "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello\r\n\r\n", want: 400},
 	}
 	for _, tc := range tests {
@@ -349,4 +352,27 @@ func TestConcurrentConnections(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Errorf("Run = %v", err)
 	}
+}
+
+// TestHeaderLimit: the documented 16 KiB is the real limit, net/http's 4 KiB
+// of read slack included: a head just under it is served, one just over it
+// gets 431 (TestHostileCallbacks).
+func TestHeaderLimit(t *testing.T) {
+	s, err := NewServer(Config{Listen: "127.0.0.1:0", Path: cbPath}, newCoalescer(), zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	if got := rawExchange(t, s.Addr(), padHead(cbPath, HeaderLimit-64, body(Usecase, "all")), 0); got != 202 {
+		t.Errorf("a head of 16 KiB less 64 bytes: %d, want 202", got)
+	}
+}
+
+// padHead is a valid callback whose request head (line and headers, through
+// the blank line) is exactly size bytes.
+func padHead(path string, size int, body string) string {
+	head := func(pad int) string {
+		return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: cesd\r\nContent-Length: %d\r\nX-Pad: %s\r\n\r\n", path, len(body), strings.Repeat("a", pad))
+	}
+	return head(size-len(head(0))) + body
 }

@@ -24,8 +24,12 @@ const (
 	ReadTimeout       = 10 * time.Second
 	WriteTimeout      = 10 * time.Second
 	IdleTimeout       = 60 * time.Second
-	MaxHeaderBytes    = 16 << 10
-	ShutdownTimeout   = 5 * time.Second
+	// HeaderLimit is the largest request head (request line and headers)
+	// served; a larger one gets 431. net/http reads MaxHeaderBytes plus
+	// 4 KiB of slack before it refuses, so MaxHeaderBytes is 4 KiB less.
+	HeaderLimit     = 16 << 10
+	MaxHeaderBytes  = HeaderLimit - 4<<10
+	ShutdownTimeout = 5 * time.Second
 )
 
 // Config configures the callback listener.
