@@ -23,8 +23,16 @@
 //     to Options.Now). Keys, signatures, JKS, PKCS#12 and cwallet.sso salts
 //     and access tokens stay random: Go's crypto ignores caller-supplied
 //     randomness for key generation and ECDSA signing.
-//   - cwallet.sso is a real auto-login wallet (see EncodeSSO) holding the same
-//     key and certificates as ewallet.p12 and keystore.jks.
+//   - Options.Layout = LayoutOracle makes wallets the way Oracle's tooling
+//     makes them (see EncodeOracleP12): RSA-2048 keys, one 3DES safe with a
+//     secret bag, a format-'6' cwallet.sso, and an ewallet.pem whose key is
+//     encrypted with the wallet password, which CES does not send.
+//     LayoutGoPKCS12 (ECDSA, go-pkcs12) is the default.
+//   - cwallet.sso is a real auto-login wallet holding the same key and
+//     certificates as ewallet.p12 and keystore.jks.
+//   - RSA keys come from a small per-process pool (rsaKey): generating one
+//     costs up to a second under the race detector. Consecutive generations
+//     of a Server still get different keys.
 //   - With Options.DBListener, a TLS listener plays the database's TCPS
 //     endpoint (see DBListener) and tnsnames.ora points at it.
 package cestest

@@ -3,6 +3,7 @@ package cestest
 import (
 	"archive/zip"
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -45,7 +46,7 @@ type Generation struct {
 	Schemas        map[string]string
 	CA             *x509.Certificate // wallet CA, one per Server
 	Leaf           *x509.Certificate // client certificate in keystore.jks and ewallet.p12
-	LeafKey        *ecdsa.PrivateKey
+	LeafKey        crypto.Signer     // *rsa.PrivateKey (LayoutOracle) or *ecdsa.PrivateKey
 }
 
 // Wallet store aliases.
@@ -57,7 +58,7 @@ const (
 // walletCA signs the leaf certificates of every generation, so trust survives rotation.
 type walletCA struct {
 	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 }
 
 // generation is immutable once published; its answers are rendered lazily once.
@@ -81,8 +82,9 @@ type builder struct {
 	db   string // lower-case database name, fixed for the Server
 	// dbAddr is host:port of the database in tnsnames.ora; the DBListener's
 	// address when there is one.
-	dbAddr string
-	wname  string
+	dbAddr      string
+	wname       string
+	lastLeafKey crypto.Signer // the next leaf gets another key
 }
 
 func newBuilder(opts Options) (*builder, error) {
@@ -102,7 +104,7 @@ func newBuilder(opts Options) (*builder, error) {
 		b.wname = b.opts.WalletName
 	}
 
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := b.newKey()
 	if err != nil {
 		return nil, fmt.Errorf("wallet CA key: %w", err)
 	}
@@ -116,7 +118,7 @@ func newBuilder(opts Options) (*builder, error) {
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, fmt.Errorf("wallet CA certificate: %w", err)
 	}
@@ -126,6 +128,15 @@ func newBuilder(opts Options) (*builder, error) {
 	}
 	b.ca = &walletCA{cert: cert, key: key}
 	return b, nil
+}
+
+// newKey is a wallet key of the layout: RSA-2048 for Oracle's, never one of
+// not (the CA's, the previous leaf's).
+func (b *builder) newKey(not ...crypto.Signer) (crypto.Signer, error) {
+	if b.opts.Layout == LayoutOracle {
+		return rsaKey(not...)
+	}
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 }
 
 func (b *builder) randString(alphabet string, n int) string {
@@ -200,10 +211,11 @@ func (b *builder) next(old *generation, change string) (*generation, error) {
 
 // wallet issues a new leaf and renders every wallet file into g.
 func (b *builder) wallet(g *generation) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := b.newKey(b.ca.key, b.lastLeafKey)
 	if err != nil {
 		return fmt.Errorf("leaf key: %w", err)
 	}
+	b.lastLeafKey = key
 	start := b.now().Truncate(time.Second)
 	tmpl := &x509.Certificate{
 		SerialNumber: b.serial(),
@@ -215,7 +227,7 @@ func (b *builder) wallet(g *generation) error {
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.ca.cert, &key.PublicKey, b.ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.ca.cert, key.Public(), b.ca.key)
 	if err != nil {
 		return fmt.Errorf("leaf certificate: %w", err)
 	}
@@ -234,11 +246,25 @@ func (b *builder) wallet(g *generation) error {
 	if files["keystore.jks"], err = keyStoreJKS(key, leaf, b.ca.cert, start, g.WalletPassword); err != nil {
 		return err
 	}
-	if files["ewallet.p12"], err = p12Encoder.Encode(key, leaf, []*x509.Certificate{b.ca.cert}, g.WalletPassword); err != nil {
-		return fmt.Errorf("ewallet.p12: %w", err)
-	}
-	if files["cwallet.sso"], err = EncodeSSO(key, leaf, []*x509.Certificate{b.ca.cert}); err != nil {
-		return err
+	cas := []*x509.Certificate{b.ca.cert}
+	switch b.opts.Layout {
+	case LayoutOracle:
+		if files["ewallet.p12"], err = EncodeOracleP12(key, leaf, cas, []byte(g.WalletPassword)); err != nil {
+			return fmt.Errorf("ewallet.p12: %w", err)
+		}
+		if files["cwallet.sso"], err = EncodeOracleSSO(key, leaf, cas); err != nil {
+			return err
+		}
+		if files["ewallet.pem"], err = EncodeOraclePEM(key, leaf, cas, g.WalletPassword); err != nil {
+			return err
+		}
+	default:
+		if files["ewallet.p12"], err = p12Encoder.Encode(key, leaf, cas, g.WalletPassword); err != nil {
+			return fmt.Errorf("ewallet.p12: %w", err)
+		}
+		if files["cwallet.sso"], err = EncodeSSO(key, leaf, cas); err != nil {
+			return err
+		}
 	}
 	files["tnsnames.ora"] = tnsnames(g.dbName, b.dbAddr)
 	files["sqlnet.ora"] = []byte(sqlnetOra)
@@ -268,7 +294,7 @@ func trustStoreJKS(ca *x509.Certificate, created time.Time, password string) ([]
 	return buf.Bytes(), nil
 }
 
-func keyStoreJKS(key *ecdsa.PrivateKey, leaf, ca *x509.Certificate, created time.Time, password string) ([]byte, error) {
+func keyStoreJKS(key crypto.PrivateKey, leaf, ca *x509.Certificate, created time.Time, password string) ([]byte, error) {
 	pk8, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("keystore.jks: %w", err)

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/binary"
 	"fmt"
 )
 
@@ -31,10 +30,6 @@ func EncodeSSO(key crypto.PrivateKey, leaf *x509.Certificate, chain []*x509.Cert
 	// Printable, so that every reading of the password bytes (raw for PBKDF2,
 	// BMPString for the PKCS#12 KDF) agrees.
 	password := make([]byte, 16)
-	obfKey := make([]byte, 16)
-	if _, err := rand.Read(obfKey); err != nil {
-		return nil, err
-	}
 	if _, err := rand.Read(password); err != nil {
 		return nil, err
 	}
@@ -128,18 +123,7 @@ func EncodeSSO(key crypto.PrivateKey, leaf *x509.Certificate, chain []*x509.Cert
 		return nil, fmt.Errorf("cwallet.sso: %w", err)
 	}
 
-	obf, _ := aes.NewCipher(obfKey)
-	encPassword := make([]byte, len(password))
-	cipher.NewCBCEncrypter(obf, ssoFixedIV).CryptBlocks(encPassword, password)
-	var out bytes.Buffer
-	out.Write([]byte{0xa1, 0xf8, 0x4e, '6'})
-	out.Write(binary.BigEndian.AppendUint32(nil, 6))
-	out.Write(binary.BigEndian.AppendUint32(nil, uint32(1+len(obfKey)+len(encPassword))))
-	out.WriteByte(6)
-	out.Write(obfKey)
-	out.Write(encPassword)
-	out.Write(pfx)
-	return out.Bytes(), nil
+	return ssoWrap('6', password, pfx)
 }
 
 var (

@@ -2,8 +2,10 @@ package cestest
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/x509"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +38,13 @@ func lookTool(t *testing.T, name string) string {
 }
 
 func TestWalletWithRealTools(t *testing.T) {
-	s := newTestServer(t, Options{})
+	for _, layout := range []Layout{LayoutOracle, LayoutGoPKCS12} {
+		t.Run(layout.String(), func(t *testing.T) { walletWithRealTools(t, layout) })
+	}
+}
+
+func walletWithRealTools(t *testing.T, layout Layout) {
+	s := newTestServer(t, Options{Layout: layout})
 	s.Rotate("wallet") // the stores of a rotated generation must be as good as the first
 	g := s.Current()
 	dir := writeWallet(t, g)
@@ -69,6 +77,36 @@ func TestWalletWithRealTools(t *testing.T) {
 		if err := exec.Command("openssl", "pkcs12", "-info", "-in", filepath.Join(dir, "ewallet.p12"),
 			"-passin", "pass:wrong", "-noout").Run(); err == nil {
 			t.Errorf("openssl accepted a wrong password")
+		}
+	})
+	t.Run("keytool p12", func(t *testing.T) {
+		out, err := exec.Command(lookTool(t, "keytool"), "-list", "-keystore", filepath.Join(dir, "ewallet.p12"),
+			"-storetype", "PKCS12", "-storepass", g.WalletPassword).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "PrivateKeyEntry") {
+			t.Errorf("keytool: %v\n%s", err, strings.ReplaceAll(string(out), g.WalletPassword, "<redacted>"))
+		}
+	})
+	if layout != LayoutOracle {
+		if _, ok := g.Files["ewallet.pem"]; ok {
+			t.Error("ewallet.pem in the go-pkcs12 layout")
+		}
+		return
+	}
+	t.Run("openssl ewallet.pem", func(t *testing.T) {
+		pem := filepath.Join(dir, "ewallet.pem")
+		out, err := exec.Command(lookTool(t, "openssl"), "pkey", "-in", pem, "-passin", "pass:"+g.WalletPassword, "-pubout").Output()
+		if err != nil {
+			t.Fatalf("openssl pkey with the wallet password: %v", err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(g.Leaf.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(out, []byte(base64.StdEncoding.EncodeToString(der)[:60])) {
+			t.Errorf("ewallet.pem key is not the client certificate's")
+		}
+		if err := exec.Command("openssl", "pkey", "-in", pem, "-passin", "pass:", "-noout").Run(); err == nil {
+			t.Error("ewallet.pem opens without the wallet password")
 		}
 	})
 }
@@ -118,7 +156,7 @@ func TestWalletStoresLoadBack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !key.(*ecdsa.PrivateKey).Equal(g.LeafKey) {
+		if !key.(interface{ Equal(crypto.PrivateKey) bool }).Equal(g.LeafKey) {
 			t.Errorf("keystore key is not the leaf key")
 		}
 		if len(e.CertificateChain) != 2 || !bytes.Equal(e.CertificateChain[0].Content, g.Leaf.Raw) ||
@@ -126,10 +164,21 @@ func TestWalletStoresLoadBack(t *testing.T) {
 			t.Errorf("keystore chain is not leaf, CA")
 		}
 	})
-	t.Run("ewallet.p12", func(t *testing.T) {
+	t.Run("ewallet.p12 go-pkcs12 layout", func(t *testing.T) {
+		// go-pkcs12 cannot read Oracle's one-safe layout: the real-tools test
+		// covers that one with OpenSSL and keytool.
+		s := newTestServer(t, Options{Now: clk.Now, Layout: LayoutGoPKCS12})
+		g := s.Current()
 		key, leaf, cas, err := pkcs12.DecodeChain(g.Files["ewallet.p12"], g.WalletPassword)
 		if err != nil {
 			t.Fatal(err)
+		}
+		verify := func(t *testing.T, leaf *x509.Certificate) {
+			t.Helper()
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool(g.CA), CurrentTime: g.Start,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+				t.Errorf("leaf does not chain to the CA: %v", err)
+			}
 		}
 		if !leaf.Equal(g.Leaf) || len(cas) != 1 || !cas[0].Equal(g.CA) || !key.(*ecdsa.PrivateKey).Equal(g.LeafKey) {
 			t.Errorf("p12 content differs")
