@@ -27,6 +27,7 @@ type inspectReport struct {
 	Files                []wallet.FileCheck `json:"files"`
 	Certificates         []inspectCert      `json:"certificates"`
 	CertificateErrors    map[string]string  `json:"certificateErrors,omitempty"`
+	CertificatesSkipped  map[string]string  `json:"certificatesSkipped,omitempty"` // file -> why not read (e.g. needs wallet_password)
 	Schemas              []string           `json:"schemas"`
 	Problems             []string           `json:"problems"`
 }
@@ -104,6 +105,9 @@ func inspect(dir, password string, now time.Time) (*inspectReport, error) {
 			r.Problems = append(r.Problems, fmt.Sprintf("certificate %s/%s (%s) expired %s", shown(ct.File), shown(ct.Alias), shown(ct.Subject), ct.NotAfter.Format(time.RFC3339)))
 		}
 	}
+	if len(cr.Skipped) > 0 {
+		r.CertificatesSkipped = cr.Skipped
+	}
 	for f, e := range cr.Errors {
 		if r.CertificateErrors == nil {
 			r.CertificateErrors = map[string]string{}
@@ -158,6 +162,9 @@ func printReport(w io.Writer, r *inspectReport) {
 	tw.Flush()
 	for f, e := range r.CertificateErrors {
 		fmt.Fprintf(w, "cannot read certificates in %s: %s\n", shown(f), shown(e))
+	}
+	for f, why := range r.CertificatesSkipped {
+		fmt.Fprintf(w, "certificates in %s not read: %s\n", f, why)
 	}
 	if len(r.Problems) == 0 {
 		fmt.Fprintln(w, "\nOK: files match the manifest and no certificate has expired.")

@@ -1,7 +1,7 @@
 // Package certinfo reads the X.509 certificates held in a wallet generation
-// (truststore.jks, keystore.jks, ewallet.p12) so that cesd can report when
-// each one expires. It reads files only; it never writes and knows nothing
-// of CES or HTTP.
+// (truststore.jks, keystore.jks, ewallet.p12, cwallet.sso) so that cesd can
+// report when each one expires. It reads files only; it never writes and
+// knows nothing of CES or HTTP.
 package certinfo
 
 import (
@@ -15,7 +15,8 @@ import (
 	"time"
 
 	keystore "github.com/pavlo-v-chernykh/keystore-go/v4"
-	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/cesd/cesd/wallet/pkcs12"
 )
 
 // Files are the wallet files that hold certificates cesd can parse, and the
@@ -24,14 +25,16 @@ var Files = map[string]Format{
 	"truststore.jks": JKS,
 	"keystore.jks":   JKS,
 	"ewallet.p12":    PKCS12,
+	"cwallet.sso":    SSO,
 }
 
 // Format is a certificate container format.
 type Format int
 
 const (
-	JKS Format = iota + 1
-	PKCS12
+	JKS    Format = iota + 1
+	PKCS12        // needs the wallet password
+	SSO           // Oracle's auto-login wallet: opens without a password
 )
 
 // Cert is one certificate found in a wallet file.
@@ -52,20 +55,28 @@ type Report struct {
 	// certificates are listed, as keytool -list does, but the store's
 	// integrity was not checked.
 	Unverified []string
-	// Skipped names files that need a password nobody gave (PKCS#12
-	// encrypts its certificates).
-	Skipped []string
+	// Skipped maps files that cesd cannot open, by design rather than by
+	// fault, to why: an ewallet.p12 without a wallet password ("needs
+	// wallet_password"), an auto_login_local cwallet.sso.
+	Skipped map[string]string
 	Errors  map[string]error
 }
 
-// errNoPassword marks a store that cannot be opened without the wallet
-// password; it is reported as skipped, not as a parse error.
-var errNoPassword = errors.New("wallet password unknown")
+// Reasons a file is skipped.
+const (
+	NeedsWalletPassword = "needs wallet_password: CES sends no wallet password; set wallet_password_file to read it"
+	LocalAutoLogin      = "auto_login_local wallet: it opens only on the host that made it"
+)
+
+// skipError marks a file that is skipped, not broken.
+type skipError struct{ reason string }
+
+func (e *skipError) Error() string { return e.reason }
 
 // Read parses every known certificate file present in dir (a generation
 // folder or the wallet folder). password may be empty.
 func Read(dir string, password string) Report {
-	r := Report{Errors: map[string]error{}}
+	r := Report{Errors: map[string]error{}, Skipped: map[string]string{}}
 	names := make([]string, 0, len(Files))
 	for n := range Files {
 		names = append(names, n)
@@ -81,9 +92,10 @@ func Read(dir string, password string) Report {
 			continue
 		}
 		certs, verified, err := Parse(name, Files[name], data, password)
+		var skip *skipError
 		switch {
-		case errors.Is(err, errNoPassword):
-			r.Skipped = append(r.Skipped, name)
+		case errors.As(err, &skip):
+			r.Skipped[name] = skip.reason
 		case err != nil:
 			r.Errors[name] = err
 		default:
@@ -97,14 +109,31 @@ func Read(dir string, password string) Report {
 }
 
 // Parse reads the certificates of one file. verified is false when a JKS
-// store was read without a password that checks its integrity digest.
+// store was read without a password that checks its integrity digest. A file
+// that cannot be opened by design (see Skipped) is an error whose text is the
+// reason.
 func Parse(name string, f Format, data []byte, password string) (certs []Cert, verified bool, err error) {
 	switch f {
 	case JKS:
 		return parseJKS(name, data, password)
 	case PKCS12:
-		certs, err := parseP12(name, data, password)
-		return certs, err == nil, err
+		c, err := pkcs12.Decode(data, []byte(password))
+		if password == "" && errors.Is(err, pkcs12.ErrIncorrectPassword) {
+			return nil, false, &skipError{NeedsWalletPassword}
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", name, err)
+		}
+		return pkcs12Certs(name, c), true, nil
+	case SSO:
+		c, err := pkcs12.DecodeSSO(data)
+		if errors.Is(err, pkcs12.ErrLocalAutoLogin) {
+			return nil, false, &skipError{LocalAutoLogin}
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", name, err)
+		}
+		return pkcs12Certs(name, c), true, nil
 	}
 	return nil, false, fmt.Errorf("%s: unknown format", name)
 }
@@ -157,30 +186,18 @@ func parseJKS(name string, data []byte, password string) ([]Cert, bool, error) {
 	return out, verified, nil
 }
 
-func parseP12(name string, data []byte, password string) ([]Cert, error) {
-	blocks, err := pkcs12.ToPEM(data, password)
-	if err != nil {
-		if password == "" && errors.Is(err, pkcs12.ErrIncorrectPassword) {
-			return nil, fmt.Errorf("%s: %w", name, errNoPassword)
-		}
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	var out []Cert
-	for i, b := range blocks {
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", name, i, err)
-		}
-		alias := b.Headers["friendlyName"]
+// pkcs12Certs names each certificate by its friendlyName, else by its
+// position in the file ("#0").
+func pkcs12Certs(name string, c *pkcs12.Contents) []Cert {
+	out := make([]Cert, 0, len(c.Certs))
+	for i, cert := range c.Certs {
+		alias := cert.FriendlyName
 		if alias == "" {
 			alias = fmt.Sprintf("#%d", i)
 		}
-		out = append(out, toCert(name, alias, c))
+		out = append(out, toCert(name, alias, cert.Certificate))
 	}
-	return out, nil
+	return out
 }
 
 func toCert(file, alias string, c *x509.Certificate) Cert {

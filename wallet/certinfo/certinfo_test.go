@@ -11,11 +11,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	keystore "github.com/pavlo-v-chernykh/keystore-go/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/cesd/cesd/ces/cestest"
 )
 
 const pw = "Wallet-Pass-1"
@@ -198,4 +206,94 @@ func skipTool(t *testing.T, reason string) {
 		t.Fatalf("%s, and CESD_REQUIRE_TOOLS=1", reason)
 	}
 	t.Skip(reason)
+}
+
+// TestOracleLayout: the files of an Oracle-layout simulator wallet. The
+// one-safe ewallet.p12 opens with the wallet password and is skipped with a
+// clear reason without it; cwallet.sso needs no password; a trust-only
+// cwallet.sso reports its certificates; an auto_login_local one is skipped.
+func TestOracleLayout(t *testing.T) {
+	srv := cestest.NewServer(cestest.Options{Layout: cestest.LayoutOracle})
+	defer srv.Close()
+	g := srv.Current()
+	dir := t.TempDir()
+	for _, name := range []string{"ewallet.p12", "cwallet.sso"} {
+		if err := os.WriteFile(filepath.Join(dir, name), g.Files[name], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leafSubject := g.Leaf.Subject.String()
+	count := func(r Report, file string) (n int, leaf bool) {
+		for _, c := range r.Certs {
+			if c.File == file {
+				n++
+				leaf = leaf || (c.Subject == leafSubject && c.NotAfter.Equal(g.End))
+			}
+		}
+		return n, leaf
+	}
+
+	r := Read(dir, g.WalletPassword)
+	if len(r.Errors) != 0 || len(r.Skipped) != 0 {
+		t.Fatalf("errors %v, skipped %v", r.Errors, r.Skipped)
+	}
+	for _, file := range []string{"ewallet.p12", "cwallet.sso"} {
+		if n, leaf := count(r, file); n != 2 || !leaf {
+			t.Errorf("%s: %d certificates (client certificate found: %v), want the CA and the client", file, n, leaf)
+		}
+	}
+
+	r = Read(dir, "")
+	if len(r.Errors) != 0 || r.Skipped["ewallet.p12"] != NeedsWalletPassword || !strings.Contains(NeedsWalletPassword, "needs wallet_password") {
+		t.Fatalf("without a password: errors %v, skipped %v", r.Errors, r.Skipped)
+	}
+	if n, leaf := count(r, "cwallet.sso"); n != 2 || !leaf {
+		t.Errorf("cwallet.sso without a password: %d certificates", n)
+	}
+
+	trust, err := cestest.EncodeOracleSSO(nil, nil, []*x509.Certificate{g.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, _, err := Parse("cwallet.sso", SSO, trust, "")
+	if err != nil || len(certs) != 1 || certs[0].Subject != g.CA.Subject.String() {
+		t.Fatalf("trust-only cwallet.sso: %v, %+v", err, certs)
+	}
+	local := bytes.Clone(g.Files["cwallet.sso"])
+	local[3] = '8'
+	if err := os.WriteFile(filepath.Join(dir, "cwallet.sso"), local, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r = Read(dir, g.WalletPassword); r.Skipped["cwallet.sso"] != LocalAutoLogin || len(r.Errors) != 0 {
+		t.Fatalf("auto_login_local: skipped %v, errors %v", r.Skipped, r.Errors)
+	}
+}
+
+// TestExporterTellsSkipsOnce: "needs wallet_password" is an info line when
+// it first happens, not an error, nor a line per generation.
+func TestExporterTellsSkipsOnce(t *testing.T) {
+	srv := cestest.NewServer(cestest.Options{Layout: cestest.LayoutOracle})
+	defer srv.Close()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ewallet.p12"), srv.Current().Files["ewallet.p12"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	e, err := NewExporter(prometheus.NewRegistry(), zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		e.Update(dir, "")
+	}
+	if logs.Len() != 1 || logs.All()[0].Level != zapcore.InfoLevel || logs.All()[0].ContextMap()["reason"] != NeedsWalletPassword {
+		t.Fatalf("logs %v", logs.All())
+	}
+	if v := testutil.ToFloat64(e.parseErrors.WithLabelValues("ewallet.p12")); v != 0 {
+		t.Fatalf("parse errors = %v", v)
+	}
+	e.Update(dir, srv.Current().WalletPassword)
+	if n := testutil.CollectAndCount(e.notAfter); n != 2 {
+		t.Fatalf("ewallet.p12 series with the wallet password: %d, want 2", n)
+	}
 }

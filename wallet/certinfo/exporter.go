@@ -1,6 +1,8 @@
 package certinfo
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 
@@ -16,8 +18,10 @@ type Exporter struct {
 	notBefore   *prometheus.GaugeVec
 	parseErrors *prometheus.CounterVec
 
-	mu   sync.Mutex
-	live map[[3]string]bool
+	mu          sync.Mutex
+	live        map[[3]string]bool
+	lastSkipped map[string]string // told once, not every generation
+	lastUnverif []string
 }
 
 // NewExporter registers the certificate metrics on reg (nil: not registered).
@@ -57,7 +61,8 @@ func NewExporter(reg prometheus.Registerer, log *zap.Logger) (*Exporter, error) 
 
 // Update reads dir (the live generation) and replaces the exported series.
 // It never fails: a file that cannot be read is counted and logged, and the
-// swap that preceded this call stands.
+// swap that preceded this call stands. Files skipped by design (no wallet
+// password) are logged at info when that changes, not every generation.
 func (e *Exporter) Update(dir, password string) Report {
 	r := Read(dir, password)
 	e.mu.Lock()
@@ -87,13 +92,16 @@ func (e *Exporter) Update(dir, password string) Report {
 		e.log.Warn("cannot read certificates from a wallet file; the wallet is live anyway",
 			zap.String("file", f), zap.Error(r.Errors[f]))
 	}
-	if len(r.Unverified) > 0 {
+	if len(r.Unverified) > 0 && !slices.Equal(r.Unverified, e.lastUnverif) {
 		e.log.Info("JKS certificates listed without a wallet password: store integrity not verified (set wallet_password_file to verify)",
 			zap.Strings("files", r.Unverified))
 	}
-	if len(r.Skipped) > 0 {
-		e.log.Info("wallet files skipped: they need the wallet password (CES sends none; set wallet_password_file)",
-			zap.Strings("files", r.Skipped))
+	e.lastUnverif = r.Unverified
+	if !maps.Equal(r.Skipped, e.lastSkipped) {
+		for _, f := range slices.Sorted(maps.Keys(r.Skipped)) {
+			e.log.Info("certificates of a wallet file not read", zap.String("file", f), zap.String("reason", r.Skipped[f]))
+		}
 	}
+	e.lastSkipped = r.Skipped
 	return r
 }

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/cesd/cesd/wallet/pkcs12"
 )
 
 // PEM sources, as EWalletPEM reports them.
@@ -27,8 +29,20 @@ const (
 // OpenSSL 3's `pkcs8 -topk8` default order of magnitude instead.
 const pemKDFIterations = 100_000
 
-// ErrNoKeyPair means the wallet holds no private key with a matching certificate.
+// ErrNoKeyPair means the wallet holds keys but none with a matching certificate.
 var ErrNoKeyPair = errors.New("no private key with a matching certificate")
+
+// ErrNoClientKey means the wallet holds certificates and no private key: a
+// trust-only wallet, which has nothing for an ewallet.pem.
+var ErrNoClientKey = errors.New("no client key: the wallet holds only certificates")
+
+// OIDs of the PBES2 encryption encryptPKCS8 writes.
+var (
+	oidPBES2          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}
+	oidPBKDF2         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}
+	oidHMACWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 9}
+	oidAES256CBC      = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}
+)
 
 // EWalletPEM builds ewallet.pem from a wallet's files: the private key as
 // PKCS#8 ("PRIVATE KEY", or "ENCRYPTED PRIVATE KEY" under PBES2 with
@@ -47,7 +61,7 @@ func EWalletPEM(files map[string][]byte, walletPassword, pemPassword string) (ou
 	var errs []error
 	if walletPassword != "" {
 		if p12, ok := files[SourceP12]; ok {
-			c, err := parsePFX(p12, []byte(walletPassword))
+			c, err := pkcs12.Decode(p12, []byte(walletPassword))
 			if err == nil {
 				if out, err = buildPEM(c, pemPassword); err == nil {
 					return out, SourceP12, nil
@@ -59,7 +73,7 @@ func EWalletPEM(files map[string][]byte, walletPassword, pemPassword string) (ou
 		}
 	}
 	if sso, ok := files[SourceSSO]; ok {
-		c, err := readSSO(sso)
+		c, err := pkcs12.DecodeSSO(sso)
 		if err == nil {
 			if out, err = buildPEM(c, pemPassword); err == nil {
 				return out, SourceSSO, nil
@@ -73,10 +87,14 @@ func EWalletPEM(files map[string][]byte, walletPassword, pemPassword string) (ou
 	return nil, "", errors.Join(errs...)
 }
 
-func buildPEM(c *pfxContents, pemPassword string) ([]byte, error) {
-	key, leaf := matchKey(c)
+func buildPEM(c *pkcs12.Contents, pemPassword string) ([]byte, error) {
+	certs := c.Certificates()
+	if len(c.Keys) == 0 {
+		return nil, fmt.Errorf("%w (%d certificates)", ErrNoClientKey, len(certs))
+	}
+	key, leaf := matchKey(c.Keys, certs)
 	if leaf == nil {
-		return nil, fmt.Errorf("%w (%d keys, %d certificates)", ErrNoKeyPair, len(c.keys), len(c.certs))
+		return nil, fmt.Errorf("%w (%d keys, %d certificates)", ErrNoKeyPair, len(c.Keys), len(certs))
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
@@ -94,7 +112,7 @@ func buildPEM(c *pfxContents, pemPassword string) ([]byte, error) {
 	if err := pem.Encode(&b, block); err != nil {
 		return nil, err
 	}
-	for _, cert := range orderCerts(leaf, c.certs) {
+	for _, cert := range orderCerts(leaf, certs) {
 		if err := pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}); err != nil {
 			return nil, err
 		}
@@ -104,8 +122,8 @@ func buildPEM(c *pfxContents, pemPassword string) ([]byte, error) {
 
 // matchKey pairs the first key that has a certificate for its public key with
 // that certificate; when several certificates match, the most recently issued.
-func matchKey(c *pfxContents) (crypto.PrivateKey, *x509.Certificate) {
-	for _, key := range c.keys {
+func matchKey(keys []crypto.PrivateKey, certs []*x509.Certificate) (crypto.PrivateKey, *x509.Certificate) {
+	for _, key := range keys {
 		signer, ok := key.(crypto.Signer)
 		if !ok {
 			continue
@@ -115,7 +133,7 @@ func matchKey(c *pfxContents) (crypto.PrivateKey, *x509.Certificate) {
 			continue
 		}
 		var best *x509.Certificate
-		for _, cert := range c.certs {
+		for _, cert := range certs {
 			if pub.Equal(cert.PublicKey) && (best == nil || cert.NotBefore.After(best.NotBefore)) {
 				best = cert
 			}

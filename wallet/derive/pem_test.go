@@ -10,7 +10,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -22,8 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cesd/cesd/ces/cestest"
 	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/cesd/cesd/ces/cestest"
+	walletpkcs12 "github.com/cesd/cesd/wallet/pkcs12"
 )
 
 const testWalletPassword = "W4llet-S3cr3t#pw"
@@ -203,10 +204,10 @@ func TestEWalletPEM(t *testing.T) {
 				if bytes.Contains(out, []byte(tc.pemPassword)) {
 					t.Fatal("PEM holds its password")
 				}
-				if _, err := decryptPKCS8(keyDER, []byte("nope")); err == nil {
+				if _, err := walletpkcs12.DecryptPKCS8(keyDER, []byte("nope")); err == nil {
 					t.Fatal("decrypted with a wrong password")
 				}
-				key, err := decryptPKCS8(keyDER, []byte(tc.pemPassword))
+				key, err := walletpkcs12.DecryptPKCS8(keyDER, []byte(tc.pemPassword))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -315,7 +316,7 @@ func TestMatchKeyNotOrder(t *testing.T) {
 		{decoy.leaf, c.inter, c.leaf, c.root, c.anchor},
 	}
 	for i, certs := range orders {
-		key, leaf := matchKey(&pfxContents{keys: []crypto.PrivateKey{c.key}, certs: certs})
+		key, leaf := matchKey([]crypto.PrivateKey{c.key}, certs)
 		if key == nil || !leaf.Equal(c.leaf) {
 			t.Fatalf("order %d: wrong leaf", i)
 		}
@@ -325,46 +326,8 @@ func TestMatchKeyNotOrder(t *testing.T) {
 		}
 	}
 	// A key without its certificate is skipped for one that has it.
-	_, leaf := matchKey(&pfxContents{keys: []crypto.PrivateKey{decoy.key, c.key}, certs: []*x509.Certificate{c.root, c.leaf}})
+	_, leaf := matchKey([]crypto.PrivateKey{decoy.key, c.key}, []*x509.Certificate{c.root, c.leaf})
 	if leaf == nil || !leaf.Equal(c.leaf) {
 		t.Fatal("second key not matched")
 	}
-}
-
-// TestSSOHeaders covers the header variants go-ora reads, format '7' and the
-// old DES type '5', by re-wrapping the PKCS#12 of a real SSO.
-func TestSSOHeaders(t *testing.T) {
-	c := newChain(t, false)
-	sso := c.wallet(t, pkcs12.Modern2023)[SourceSSO]
-	password, pfx, err := ssoPassword(sso)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v7 := bytes.Clone(sso)
-	v7[3] = '7'
-	if _, err := readSSO(v7); err != nil {
-		t.Errorf("format 7: %v", err)
-	}
-	des := desHeader(t, password)
-	if _, err := readSSO(append(des, pfx...)); err != nil {
-		t.Errorf("DES header: %v", err)
-	}
-	bad := bytes.Clone(sso)
-	binary.BigEndian.PutUint32(bad[4:8], 5)
-	if _, err := readSSO(bad); err == nil || !strings.Contains(err.Error(), "header version") {
-		t.Errorf("header version 5: %v", err)
-	}
-}
-
-func FuzzReadSSO(f *testing.F) {
-	c := newChain(f, false)
-	f.Add(c.wallet(f, pkcs12.Modern2023.WithIterations(1))[SourceSSO])
-	f.Add([]byte{0xa1, 0xf8, 0x4e, '6', 0, 0, 0, 6, 0, 0, 0, 33, 6})
-	f.Add([]byte{0xa1, 0xf8, 0x4e, '6', 0, 0, 0, 6, 0xff, 0xff, 0xff, 0xff, '5'})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := readSSO(b)
-		if err == nil && c == nil {
-			t.Fatal("nil contents without error")
-		}
-	})
 }

@@ -1,4 +1,4 @@
-package derive
+package pkcs12
 
 import (
 	"crypto/cipher"

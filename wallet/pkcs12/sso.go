@@ -1,4 +1,4 @@
-package derive
+package pkcs12
 
 import (
 	"bytes"
@@ -96,13 +96,13 @@ func ssoPassword(sso []byte) (password, pfx []byte, err error) {
 	}
 }
 
-// readSSO returns the keys and certificates of an auto-login wallet.
-func readSSO(sso []byte) (*pfxContents, error) {
+// DecodeSSO returns the keys and certificates of an auto-login wallet.
+func DecodeSSO(sso []byte) (*Contents, error) {
 	password, pfx, err := ssoPassword(sso)
 	if err != nil {
 		return nil, err
 	}
-	c, err := parsePFX(pfx, password)
+	c, err := Decode(pfx, password)
 	if err != nil {
 		return nil, fmt.Errorf("cwallet.sso: %w", err)
 	}

@@ -1,4 +1,4 @@
-package derive
+package pkcs12
 
 import (
 	"bytes"
@@ -18,19 +18,13 @@ import (
 	"unicode/utf16"
 )
 
-// A small PKCS#12 (RFC 7292) reader: it returns every private key and
-// certificate of a PFX, whatever the bag order. It exists beside go-pkcs12
-// because the PFX inside cwallet.sso is keyed by raw bytes rather than a text
-// password, and because Oracle wallets may hold several certificates in any
-// order and secret bags that readers built for one key and one chain reject.
-// MACs are not checked: a wrong password fails decryption instead.
-
 var (
 	oidData              = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
 	oidEncryptedData     = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 6}
 	oidKeyBag            = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 1}
 	oidShroudedKeyBag    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 2}
 	oidCertBag           = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 3}
+	oidSecretBag         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 5}
 	oidX509Cert          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 22, 1}
 	oidPBEWithSHA13DES   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 1, 3}
 	oidPBES2             = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}
@@ -42,8 +36,14 @@ var (
 	oidAES128CBC         = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 2}
 	oidAES192CBC         = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 22}
 	oidAES256CBC         = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}
+	oidFriendlyName      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 20}
 	errUnsupportedCipher = errors.New("unsupported encryption algorithm")
 )
+
+// ErrIncorrectPassword means a decryption failed the way a wrong password
+// makes it fail (bad padding, or plaintext that does not parse). The MAC is
+// not checked, so corrupt ciphertext reads the same.
+var ErrIncorrectPassword = errors.New("wrong password or corrupt data")
 
 // maxIterations bounds the KDF work a hostile file can ask for.
 const maxIterations = 1_000_000
@@ -78,7 +78,12 @@ type encryptedData struct {
 type safeBag struct {
 	ID         asn1.ObjectIdentifier
 	Value      asn1.RawValue `asn1:"tag:0,explicit"`
-	Attributes asn1.RawValue `asn1:"optional"`
+	Attributes []attribute   `asn1:"set,optional"`
+}
+
+type attribute struct {
+	ID     asn1.ObjectIdentifier
+	Values asn1.RawValue
 }
 
 type certBag struct {
@@ -108,15 +113,33 @@ type pbkdf2Params struct {
 	PRF        algorithmIdentifier `asn1:"optional"`
 }
 
-// pfxContents is what a PFX holds, in file order.
-type pfxContents struct {
-	keys  []crypto.PrivateKey
-	certs []*x509.Certificate
+// Contents is what a PFX holds, in file order.
+type Contents struct {
+	Keys  []crypto.PrivateKey
+	Certs []Cert
+	// Secrets counts secret bags (Oracle keeps stored credentials in them);
+	// they are skipped, never decoded.
+	Secrets int
 }
 
-// parsePFX decodes der with password, the bytes the key derivation functions
+// Cert is one certificate bag.
+type Cert struct {
+	*x509.Certificate
+	FriendlyName string // the bag's friendlyName attribute; often absent
+}
+
+// Certificates returns the certificates in file order.
+func (c *Contents) Certificates() []*x509.Certificate {
+	out := make([]*x509.Certificate, len(c.Certs))
+	for i, cert := range c.Certs {
+		out[i] = cert.Certificate
+	}
+	return out
+}
+
+// Decode reads der with password, the bytes the key derivation functions
 // use: UTF-8 for PBES2, and converted to a BMPString for the PKCS#12 PBEs.
-func parsePFX(der, password []byte) (*pfxContents, error) {
+func Decode(der, password []byte) (*Contents, error) {
 	var pfx pfxPDU
 	if rest, err := asn1.Unmarshal(der, &pfx); err != nil {
 		return nil, fmt.Errorf("not a PKCS#12 file: %w", err)
@@ -134,7 +157,7 @@ func parsePFX(der, password []byte) (*pfxContents, error) {
 	if _, err := asn1.Unmarshal(authSafe, &infos); err != nil {
 		return nil, fmt.Errorf("PKCS#12 authenticated safe: %w", err)
 	}
-	out := &pfxContents{}
+	out := &Contents{}
 	for _, ci := range infos {
 		var safe []byte
 		switch {
@@ -155,17 +178,20 @@ func parsePFX(der, password []byte) (*pfxContents, error) {
 		default:
 			continue // enveloped data and the like: nothing for us
 		}
-		if err := out.addBags(safe, password); err != nil {
+		if err := out.addBags(safe, password, ci.ContentType.Equal(oidEncryptedData)); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-func (c *pfxContents) addBags(safe, password []byte) error {
+func (c *Contents) addBags(safe, password []byte, decrypted bool) error {
 	var bags []safeBag
 	if _, err := asn1.Unmarshal(safe, &bags); err != nil {
-		return fmt.Errorf("PKCS#12 safe contents (wrong password?): %w", err)
+		if decrypted {
+			return fmt.Errorf("PKCS#12 safe contents: %w", ErrIncorrectPassword)
+		}
+		return fmt.Errorf("PKCS#12 safe contents: %w", err)
 	}
 	for _, bag := range bags {
 		switch {
@@ -174,13 +200,15 @@ func (c *pfxContents) addBags(safe, password []byte) error {
 			if err != nil {
 				return fmt.Errorf("PKCS#12 key bag: %w", err)
 			}
-			c.keys = append(c.keys, key)
+			c.Keys = append(c.Keys, key)
 		case bag.ID.Equal(oidShroudedKeyBag):
-			key, err := decryptPKCS8(bag.Value.Bytes, password)
+			key, err := DecryptPKCS8(bag.Value.Bytes, password)
 			if err != nil {
 				return fmt.Errorf("PKCS#12 shrouded key bag: %w", err)
 			}
-			c.keys = append(c.keys, key)
+			c.Keys = append(c.Keys, key)
+		case bag.ID.Equal(oidSecretBag):
+			c.Secrets++
 		case bag.ID.Equal(oidCertBag):
 			var cb certBag
 			if _, err := asn1.Unmarshal(bag.Value.Bytes, &cb); err != nil {
@@ -193,17 +221,39 @@ func (c *pfxContents) addBags(safe, password []byte) error {
 			if err != nil {
 				return fmt.Errorf("PKCS#12 certificate bag: %w", err)
 			}
-			c.certs = append(c.certs, cert)
+			c.Certs = append(c.Certs, Cert{Certificate: cert, FriendlyName: friendlyName(bag.Attributes)})
 		}
-		// Secret bags (stored credentials) and CRLs are not needed.
+		// CRLs and unknown bags are not needed.
 	}
 	return nil
 }
 
-func decryptPKCS8(der, password []byte) (crypto.PrivateKey, error) {
+// friendlyName is the first friendlyName attribute (a BMPString), or "".
+func friendlyName(attrs []attribute) string {
+	for _, a := range attrs {
+		if !a.ID.Equal(oidFriendlyName) {
+			continue
+		}
+		var v asn1.RawValue
+		if _, err := asn1.Unmarshal(a.Values.Bytes, &v); err != nil || v.Tag != asn1.TagBMPString || len(v.Bytes)%2 != 0 {
+			return ""
+		}
+		u := make([]uint16, len(v.Bytes)/2)
+		for i := range u {
+			u[i] = uint16(v.Bytes[2*i])<<8 | uint16(v.Bytes[2*i+1])
+		}
+		return string(utf16.Decode(u))
+	}
+	return ""
+}
+
+// DecryptPKCS8 opens an EncryptedPrivateKeyInfo (RFC 5958), the content of a
+// shrouded key bag and of an "ENCRYPTED PRIVATE KEY" PEM block, under
+// pbeWithSHAAnd3-KeyTripleDES-CBC or PBES2. password is as for Decode.
+func DecryptPKCS8(der, password []byte) (crypto.PrivateKey, error) {
 	var epki encryptedPrivateKeyInfo
 	if _, err := asn1.Unmarshal(der, &epki); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("not an encrypted PKCS#8 key: %w", err)
 	}
 	plain, err := pbeDecrypt(epki.Algorithm, epki.EncryptedData, password)
 	if err != nil {
@@ -211,7 +261,7 @@ func decryptPKCS8(der, password []byte) (crypto.PrivateKey, error) {
 	}
 	key, err := x509.ParsePKCS8PrivateKey(plain)
 	if err != nil {
-		return nil, fmt.Errorf("wrong password or corrupt key: %w", err)
+		return nil, fmt.Errorf("PKCS#8 key: %w", ErrIncorrectPassword)
 	}
 	return key, nil
 }
@@ -255,7 +305,7 @@ func pbeDecrypt(alg algorithmIdentifier, ciphertext, password []byte) ([]byte, e
 	cipher.NewCBCDecrypter(block, iv).CryptBlocks(out, ciphertext)
 	n := int(out[len(out)-1])
 	if n == 0 || n > bs || !bytes.Equal(out[len(out)-n:], bytes.Repeat([]byte{byte(n)}, n)) {
-		return nil, errors.New("bad padding: wrong password or corrupt data")
+		return nil, fmt.Errorf("bad padding: %w", ErrIncorrectPassword)
 	}
 	return out[:len(out)-n], nil
 }
