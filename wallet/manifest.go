@@ -28,9 +28,13 @@ type Manifest struct {
 
 // FileInfo describes one file of a generation. Derived files were computed by
 // cesd, not sent by CES; SourceSHA256 names the wallet file they came from.
+// Every other file holds the bytes CES sent, under the name it sent them,
+// unless SentAs names another: then cesd renamed it to give that name to a
+// derived file (an ewallet.pem whose key nobody could open).
 type FileInfo struct {
 	SHA256       string `json:"sha256"`
 	Size         int64  `json:"size"`
+	SentAs       string `json:"sentAs,omitempty"`
 	Derived      bool   `json:"derived,omitempty"`
 	SourceSHA256 string `json:"sourceSha256,omitempty"`
 	Recipe       string `json:"recipe,omitempty"`
@@ -74,9 +78,14 @@ func readManifestFile(path string) (*Manifest, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("parse manifest %s: %w", path, err)
 	}
-	for name := range m.Files {
+	for name, fi := range m.Files {
 		if err := ValidateName(name); err != nil {
 			return nil, fmt.Errorf("manifest %s: %w", path, err)
+		}
+		if fi.SentAs != "" {
+			if err := ValidateName(fi.SentAs); err != nil {
+				return nil, fmt.Errorf("manifest %s: %s sent as: %w", path, name, err)
+			}
 		}
 	}
 	for _, s := range m.Schemas {
@@ -100,6 +109,7 @@ type FileCheck struct {
 	Name    string `json:"name"`
 	Size    int64  `json:"size"`
 	SHA256  string `json:"sha256"`
+	SentAs  string `json:"sentAs,omitempty"`
 	Derived bool   `json:"derived,omitempty"`
 	Matches bool   `json:"matchesManifest"`
 }
@@ -124,7 +134,7 @@ func Inspect(dir string) (*Check, error) {
 	}
 	for _, name := range sortedKeys(m.Files) {
 		want := m.Files[name]
-		fc := FileCheck{Name: name, Derived: want.Derived}
+		fc := FileCheck{Name: name, SentAs: want.SentAs, Derived: want.Derived}
 		var err error
 		fc.SHA256, fc.Size, err = hashFile(filepath.Join(genDir, name))
 		switch {

@@ -19,6 +19,10 @@ type Payload struct {
 	// a rewritten sqlnet.ora under another name). They are written into the same
 	// generation and flagged as derived in manifest.json. May be nil.
 	Derived map[string]DerivedFile
+	// SentAs maps a file of Files that cesd renamed to the name CES sent it
+	// under: an ewallet.pem readers cannot open is kept as ewallet.sent.pem,
+	// byte for byte, while a derived one takes its name. May be nil.
+	SentAs map[string]string
 }
 
 // DerivedFile is a file computed by cesd rather than sent by CES.
@@ -73,6 +77,14 @@ func (p Payload) Validate(lim Limits) (warnings []string, err error) {
 	}
 	if err := checkNameSet(names, lim); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
+	}
+	for _, name := range sortedKeys(p.SentAs) {
+		if _, ok := p.Files[name]; !ok {
+			return nil, fmt.Errorf("%w: renamed file %s is not a wallet file", ErrInvalidPayload, quoteName(name))
+		}
+		if err := ValidateName(p.SentAs[name]); err != nil {
+			return nil, fmt.Errorf("%w: file %s sent as: %w", ErrInvalidPayload, quoteName(name), err)
+		}
 	}
 	var total int64
 	for _, name := range names {

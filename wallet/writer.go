@@ -511,6 +511,9 @@ func (w *Writer) sameAsLive(p Payload, live liveGen) bool {
 	}
 	for name, fi := range m.Files {
 		want, ok := p.Files[name]
+		if fi.SentAs != p.SentAs[name] {
+			return false
+		}
 		if fi.Derived {
 			d, isDerived := p.Derived[name]
 			if !isDerived || d.SourceSHA256 != fi.SourceSHA256 || d.Recipe != fi.Recipe {
@@ -629,7 +632,7 @@ func (w *Writer) manifest(gen int64, p Payload) *Manifest {
 		Schemas:              append([]string{}, sortedKeys(p.Schemas)...),
 	}
 	for name, data := range p.Files {
-		m.Files[name] = FileInfo{SHA256: SHA256Hex(data), Size: int64(len(data))}
+		m.Files[name] = FileInfo{SHA256: SHA256Hex(data), Size: int64(len(data)), SentAs: p.SentAs[name]}
 	}
 	for name, d := range p.Derived {
 		m.Files[name] = FileInfo{SHA256: SHA256Hex(d.Data), Size: int64(len(d.Data)), Derived: true, SourceSHA256: d.SourceSHA256, Recipe: d.Recipe}

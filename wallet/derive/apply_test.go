@@ -23,7 +23,7 @@ func payloadOf(g cestest.Generation) wallet.Payload {
 }
 
 func TestApply(t *testing.T) {
-	srv := cestest.NewServer(cestest.Options{})
+	srv := cestest.NewServer(cestest.Options{Layout: cestest.LayoutOracle})
 	defer srv.Close()
 	g := srv.Current()
 	dir := filepath.Join(t.TempDir(), "wallet")
@@ -47,8 +47,10 @@ func TestApply(t *testing.T) {
 			wantSource: SourceSSO, wantErrFile: SQLNetFile},
 		{name: "broken sso", opts: on, wantSQLNet: true, wantErrFile: PEMFile,
 			mutate: func(f map[string][]byte) { f[SourceSSO] = bytes.Repeat([]byte{1}, 64) }},
-		{name: "CES sent ewallet.pem", opts: on, wantSQLNet: true,
+		{name: "sent ewallet.pem without a key replaced", opts: on, wantSQLNet: true, wantSource: SourceSSO,
 			mutate: func(f map[string][]byte) { f[PEMFile] = []byte("as sent") }},
+		{name: "no sent ewallet.pem", opts: on, wantSQLNet: true, wantSource: SourceSSO,
+			mutate: func(f map[string][]byte) { delete(f, PEMFile) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,7 +110,7 @@ func TestApply(t *testing.T) {
 // flags derived files, and a failed ewallet.pem is absent from the new
 // generation rather than left over from the last one.
 func TestApplyWrite(t *testing.T) {
-	srv := cestest.NewServer(cestest.Options{})
+	srv := cestest.NewServer(cestest.Options{Layout: cestest.LayoutOracle})
 	defer srv.Close()
 	dir := filepath.Join(t.TempDir(), "wallet")
 	w, err := wallet.NewWriter(wallet.Config{Dir: dir}, zaptest.NewLogger(t))
@@ -139,6 +141,13 @@ func TestApplyWrite(t *testing.T) {
 	if fi := m.Files[PEMFile]; !fi.Derived || fi.SourceSHA256 != wallet.SHA256Hex(p.Files[SourceSSO]) {
 		t.Errorf("manifest ewallet.pem = %+v", fi)
 	}
+	sentPEM := srv.Current().Files[PEMFile]
+	if fi := m.Files[SentPEMFile]; fi.Derived || fi.SentAs != PEMFile || fi.SHA256 != wallet.SHA256Hex(sentPEM) {
+		t.Errorf("manifest %s = %+v, want the sent ewallet.pem, marked as sent under that name", SentPEMFile, fi)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, SentPEMFile)); err != nil || !bytes.Equal(b, sentPEM) {
+		t.Errorf("%s is not the sent file: %v", SentPEMFile, err)
+	}
 	st, err := os.Stat(filepath.Join(dir, PEMFile))
 	if err != nil {
 		t.Fatal(err)
@@ -159,12 +168,36 @@ func TestApplyWrite(t *testing.T) {
 	}
 
 	// A rotation whose cwallet.sso cannot be read: the generation goes live
-	// without ewallet.pem.
+	// with the sent ewallet.pem as sent, and nothing of the last generation.
 	srv.Rotate("wallet")
 	p = payloadOf(srv.Current())
 	p.Files[SourceSSO] = bytes.Repeat([]byte{9}, 100)
 	r := Apply(&p, opts, zaptest.NewLogger(t))
-	if r.Errors[PEMFile] == nil {
+	if r.Errors[PEMFile] == nil || r.SentPEMReplaced {
+		t.Fatalf("report %+v", r)
+	}
+	if res, err = w.Write(p); err != nil || !res.Swapped {
+		t.Fatalf("write: swapped=%v err=%v", res.Swapped, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, PEMFile)); err != nil || !bytes.Equal(b, srv.Current().Files[PEMFile]) {
+		t.Errorf("ewallet.pem is not the one sent: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SentPEMFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale %s still reachable: %v", SentPEMFile, err)
+	}
+	if m, err = wallet.Verify(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi := m.Files[PEMFile]; fi.Derived || fi.SentAs != "" {
+		t.Errorf("manifest ewallet.pem = %+v, want as sent", fi)
+	}
+
+	// Without any ewallet.pem sent, a failed derivation leaves none.
+	srv.Rotate("wallet")
+	p = payloadOf(srv.Current())
+	delete(p.Files, PEMFile)
+	p.Files[SourceSSO] = bytes.Repeat([]byte{9}, 100)
+	if r := Apply(&p, opts, zaptest.NewLogger(t)); r.Errors[PEMFile] == nil {
 		t.Fatal("no ewallet.pem error")
 	}
 	if res, err = w.Write(p); err != nil || !res.Swapped {
@@ -172,11 +205,5 @@ func TestApplyWrite(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, PEMFile)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("stale ewallet.pem still reachable: %v", err)
-	}
-	if m, err = wallet.Verify(dir); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := m.Files[PEMFile]; ok {
-		t.Error("manifest lists ewallet.pem")
 	}
 }

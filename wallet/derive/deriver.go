@@ -3,6 +3,7 @@ package derive
 import (
 	"maps"
 	"slices"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -12,11 +13,16 @@ import (
 
 // Deriver applies the same Options to every generation, counting and
 // logging what could not be derived so that a failure is visible without
-// ever holding back the swap.
+// ever holding back the swap. What it did with ewallet.pem and why (a sent
+// file replaced, a trust-only wallet) is logged once at info, when it first
+// happens, not every generation.
 type Deriver struct {
 	opts Options
 	log  *zap.Logger
 	errs *prometheus.CounterVec
+
+	mu       sync.Mutex
+	lastNote string // the PEM note last logged: each situation is told once
 }
 
 // NewDeriver registers cesd_derive_errors_total{file} on reg (nil: not
@@ -45,6 +51,12 @@ func (d *Deriver) Derive(p *wallet.Payload, walletPassword string) Report {
 	opts := d.opts
 	opts.WalletPassword = walletPassword
 	r := Apply(p, opts, d.log)
+	d.mu.Lock()
+	if r.PEMNote != d.lastNote && r.PEMNote != "" {
+		d.log.Info(r.PEMNote, zap.String("file", PEMFile))
+	}
+	d.lastNote = r.PEMNote
+	d.mu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(r.Errors)) {
 		d.errs.WithLabelValues(name).Inc()
 		d.log.Warn("could not derive a file; the rest of the generation goes live without it",
