@@ -23,11 +23,12 @@
 //     to Options.Now). Keys, signatures, JKS, PKCS#12 and cwallet.sso salts
 //     and access tokens stay random: Go's crypto ignores caller-supplied
 //     randomness for key generation and ECDSA signing.
-//   - Options.Layout = LayoutOracle makes wallets the way Oracle's tooling
-//     makes them (see EncodeOracleP12): RSA-2048 keys, one 3DES safe with a
+//   - Wallets are made the way Oracle's tooling makes them (LayoutOracle, the
+//     default; see EncodeOracleP12): RSA-2048 keys, one 3DES safe with a
 //     secret bag, a format-'6' cwallet.sso, and an ewallet.pem whose key is
-//     encrypted with the wallet password, which CES does not send.
-//     LayoutGoPKCS12 (ECDSA, go-pkcs12) is the default.
+//     encrypted with the wallet password, which CES does not send. So every
+//     test of cesd runs against the files real users get. Options.Layout =
+//     LayoutGoPKCS12 keeps the first, cheaper layout (ECDSA, go-pkcs12).
 //   - cwallet.sso is a real auto-login wallet holding the same key and
 //     certificates as ewallet.p12 and keystore.jks.
 //   - RSA keys come from a small per-process pool (rsaKey): generating one

@@ -20,5 +20,5 @@ func Example() {
 	fmt.Println(n, g.Change, len(g.Schemas), len(g.Files))
 	// Output:
 	// 1
-	// 2 credentials 3 8
+	// 2 credentials 3 9
 }

@@ -56,7 +56,7 @@ type Options struct {
 	// DBListener starts a DBListener (see Server.DB) on 127.0.0.1:0 and
 	// points tnsnames.ora at it, overriding DBAddress.
 	DBListener bool
-	// Layout is how wallets are made; the default is LayoutGoPKCS12.
+	// Layout is how wallets are made; the default is Oracle's.
 	Layout Layout
 }
 
@@ -64,18 +64,18 @@ type Options struct {
 type Layout int
 
 const (
-	// LayoutGoPKCS12 is the simulator's first layout: ECDSA P-256 keys,
-	// ewallet.p12 as go-pkcs12 Modern2023 writes it (two safes, AES), a
-	// cwallet.sso whose PFX uses PBES2 and printable passwords (EncodeSSO),
-	// and no ewallet.pem. Cheaper to make.
-	LayoutGoPKCS12 Layout = iota
 	// LayoutOracle makes wallets as Oracle's tooling does (see
 	// EncodeOracleP12): RSA-2048 keys; ewallet.p12 and the PFX inside
 	// cwallet.sso with one 3DES-encrypted safe, a SHA-1 MAC at 10,000
 	// iterations and a secret bag; a format-'6' cwallet.sso whose password
 	// has control bytes; and an ewallet.pem whose key is encrypted with the
 	// wallet password, which CES does not send.
-	LayoutOracle
+	LayoutOracle Layout = iota
+	// LayoutGoPKCS12 is the simulator's first layout: ECDSA P-256 keys,
+	// ewallet.p12 as go-pkcs12 Modern2023 writes it (two safes, AES), a
+	// cwallet.sso whose PFX uses PBES2 and printable passwords (EncodeSSO),
+	// and no ewallet.pem. Cheaper to make.
+	LayoutGoPKCS12
 )
 
 func (l Layout) String() string {

@@ -273,7 +273,7 @@ func TestFetchCredentials(t *testing.T) {
 					t.Errorf("schema %s password mismatch", name)
 				}
 			}
-			wantFiles := []string{"README", "cwallet.sso", "ewallet.p12", "keystore.jks", "ojdbc.properties", "sqlnet.ora", "tnsnames.ora", "truststore.jks"}
+			wantFiles := []string{"README", "cwallet.sso", "ewallet.p12", "ewallet.pem", "keystore.jks", "ojdbc.properties", "sqlnet.ora", "tnsnames.ora", "truststore.jks"}
 			if len(w.Wallet) != len(wantFiles) {
 				t.Errorf("wallet has %d files, want %v", len(w.Wallet), wantFiles)
 			}

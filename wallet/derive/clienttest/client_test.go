@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -13,81 +14,119 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cesd/cesd/ces"
+	"go.uber.org/goleak"
+
 	"github.com/cesd/cesd/ces/cestest"
 	"github.com/cesd/cesd/wallet"
 	"github.com/cesd/cesd/wallet/derive"
-	"go.uber.org/goleak"
-	"go.uber.org/zap/zaptest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// cesdBin is the cesd binary, built once by TestMain: the wallets the
+// clients open are the ones `cesd fetch` writes.
+var cesdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cesd-clienttest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cesdBin = filepath.Join(dir, "cesd")
+	if out, err := exec.Command("go", "build", "-o", cesdBin, "github.com/cesd/cesd/cmd/cesd").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build cesd: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := goleak.Find(); code == 0 && err != nil {
+		fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+		code = 1
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // oracledbVersion is the node-oracledb major version the test installs.
 const oracledbVersion = "26"
 
-// rig is cesd's refresh path, in process: CES client, derive, writer.
+// rig is a CES simulator (Oracle's wallet layout, a TCPS listener) and a
+// wallet folder that `cesd fetch` writes.
 type rig struct {
-	t      *testing.T
-	srv    *cestest.Server
-	client *ces.Client
-	writer *wallet.Writer
-	dir    string
+	t   *testing.T
+	srv *cestest.Server
+	dir string
+	tmp string // configuration files
 }
 
 func newRig(t *testing.T) *rig {
 	srv := cestest.NewServer(cestest.Options{DBListener: true})
 	t.Cleanup(srv.Close)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(srv.CACertPEM())
-	client, err := ces.New(ces.Config{
-		BaseURL: srv.URL, TokenURL: srv.TokenURL,
-		ClientID: "cestest-client", ClientSecret: "cestest-secret", Scope: "urn:opc:idm:__myscopes__",
-		RootCAs: pool, Timeout: 30 * time.Second,
-	})
-	if err != nil {
+	tmp := t.TempDir()
+	if err := os.WriteFile(filepath.Join(tmp, "ces-ca.pem"), srv.CACertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(client.CloseIdleConnections)
-	dir := filepath.Join(t.TempDir(), "wallet")
-	w, err := wallet.NewWriter(wallet.Config{Dir: dir}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &rig{t: t, srv: srv, client: client, writer: w, dir: dir}
+	return &rig{t: t, srv: srv, dir: filepath.Join(tmp, "wallet"), tmp: tmp}
 }
 
-// refresh is one cesd refresh: fetch, decode, derive, write.
-func (r *rig) refresh(opts derive.Options) derive.Report {
+// fetch runs `cesd fetch` with walletPassword and pemPassword in their
+// *_password_file keys (empty: not set) and returns the manifest written.
+func (r *rig) fetch(walletPassword, pemPassword string) *wallet.Manifest {
 	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	env := []string{
+		"CESD_BASE_URL=" + r.srv.URL, "CESD_TOKEN_URL=" + r.srv.TokenURL,
+		"CESD_CLIENT_ID=cestest-client", "CESD_CLIENT_SECRET=cestest-secret",
+		"CESD_CA_FILE=" + filepath.Join(r.tmp, "ces-ca.pem"), "CESD_WALLET_DIR=" + r.dir,
+	}
+	for key, pw := range map[string]string{"CESD_WALLET_PASSWORD_FILE": walletPassword, "CESD_PEM_PASSWORD_FILE": pemPassword} {
+		if pw == "" {
+			continue
+		}
+		f := filepath.Join(r.tmp, strings.ToLower(key))
+		if err := os.WriteFile(f, []byte(pw), 0o600); err != nil {
+			r.t.Fatal(err)
+		}
+		env = append(env, key+"="+f)
+	}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CESD_") { // cesd refuses unknown CESD_* variables, such as the tests' own
+			env = append(env, kv)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	creds, err := r.client.FetchCredentials(ctx)
+	cmd := exec.CommandContext(ctx, cesdBin, "fetch")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("cesd fetch: %v\n%s", err, out)
+	}
+	m, err := wallet.Verify(r.dir)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	files, err := wallet.DecodeFiles(creds.Wallet, wallet.DefaultLimits())
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	p := wallet.Payload{
-		WalletName: creds.WalletName, CertificateStartDate: creds.CertificateStartDate,
-		CertificateEndDate: creds.CertificateEndDate, LastRotationDate: creds.LastRotationDate,
-		Files: files, Schemas: creds.Schemas,
-	}
-	opts.WalletDir = r.dir
-	rep := derive.Apply(&p, opts, zaptest.NewLogger(r.t))
-	if err := rep.Err(); err != nil {
-		r.t.Fatal(err)
-	}
-	if res, err := r.writer.Write(p); err != nil || !res.Swapped {
-		r.t.Fatalf("write: swapped=%v err=%v", res.Swapped, err)
-	}
-	return rep
+	return m
 }
 
 func (r *rig) alias() string {
 	return strings.ToLower(strings.TrimPrefix(r.srv.Current().WalletName, "Wallet_")) + "_low"
+}
+
+// sentPEMDir is a folder holding tnsnames.ora and, as ewallet.pem, the file
+// Oracle sent (kept by cesd as ewallet.sent.pem): what a Thin client that
+// knows the wallet password would open.
+func (r *rig) sentPEMDir() string {
+	r.t.Helper()
+	dir := r.t.TempDir()
+	for from, to := range map[string]string{"tnsnames.ora": "tnsnames.ora", derive.SentPEMFile: derive.PEMFile} {
+		b, err := os.ReadFile(filepath.Join(r.dir, from))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, to), b, 0o600); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // expectClient runs cmd and waits until the listener records a handshake, or
@@ -132,22 +171,52 @@ func (r *rig) expectClient(name string, cmd *exec.Cmd, want *x509.Certificate) {
 	r.t.Logf("%s: mutual TLS with client certificate serial %x", name, want.SerialNumber)
 }
 
+// thinClient is a Thin driver: it connects with the wallet folder as config
+// and wallet location, passing walletPassword when not empty.
+type thinClient struct {
+	name string
+	cmd  func(dir, alias, walletPassword string) *exec.Cmd // nil: not installed
+	skip string                                            // why cmd is nil
+}
+
+// TestThinClients is issue 12's proof: served an Oracle-layout wallet whose
+// ewallet.pem key is encrypted with the wallet password, and walletPassword
+// null, `cesd fetch` leaves an ewallet.pem that opens with no password and
+// holds the client certificate's key, and both Thin drivers (node-oracledb,
+// python-oracledb) complete mutual TLS with it, before and after a rotation,
+// as they do with Oracle's own file when given the wallet password.
 func TestThinClients(t *testing.T) {
 	r := newRig(t)
-	rep := r.refresh(derive.Options{RewriteSQLNet: true, PEM: true})
-	if rep.PEMSource != derive.SourceSSO {
-		t.Fatalf("first ewallet.pem from %q, want cwallet.sso", rep.PEMSource)
-	}
 	first := r.srv.Current()
-	node := nodeRunner(t)
+	if !bytes.Contains(first.Files[derive.PEMFile], []byte("ENCRYPTED PRIVATE KEY")) {
+		t.Fatal("the simulator's ewallet.pem is not encrypted")
+	}
+	m := r.fetch("", "")
+	if fi := m.Files[derive.PEMFile]; !fi.Derived || !strings.Contains(fi.Recipe, derive.SourceSSO) {
+		t.Fatalf("manifest ewallet.pem %+v, want derived from cwallet.sso", fi)
+	}
+	if fi := m.Files[derive.SentPEMFile]; fi.SentAs != derive.PEMFile || fi.Derived {
+		t.Fatalf("manifest %s %+v, want Oracle's file, sent as ewallet.pem", derive.SentPEMFile, fi)
+	}
+	t.Run("openssl pkey -passin pass:", func(t *testing.T) { opensslKeyMatches(t, r.dir, "") })
 
-	t.Run("node-oracledb", func(t *testing.T) {
-		if node == nil {
-			skipTool(t, skipNodeReason())
-		}
-		r.t = t
-		r.expectClient("node-oracledb", node(r.dir, r.alias(), ""), first.Leaf)
-	})
+	clients := []thinClient{nodeClient(t), pythonClient(t)}
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) {
+			if c.cmd == nil {
+				skipTool(t, c.skip)
+			}
+			r.t = t
+			r.expectClient(c.name, c.cmd(r.dir, r.alias(), ""), first.Leaf)
+		})
+		t.Run(c.name+" with Oracle's ewallet.pem and the wallet password", func(t *testing.T) {
+			if c.cmd == nil {
+				skipTool(t, c.skip)
+			}
+			r.t = t
+			r.expectClient(c.name, c.cmd(r.sentPEMDir(), r.alias(), first.WalletPassword), first.Leaf)
+		})
+	}
 	t.Run("openssl s_client", func(t *testing.T) {
 		r.t = t
 		r.expectClient("openssl", opensslClient(t, r.dir, r.srv.DB().Addr(), ""), first.Leaf)
@@ -155,7 +224,7 @@ func TestThinClients(t *testing.T) {
 	t.Run("keytool", func(t *testing.T) { keytoolList(t, r.dir, first.WalletPassword) })
 
 	// A rotation with a new client certificate; this time the wallet password
-	// is known (ewallet.p12) and the PEM key is encrypted.
+	// is configured (ewallet.p12) and so is a PEM password.
 	r.t = t
 	r.srv.Rotate("wallet")
 	second := r.srv.Current()
@@ -163,22 +232,49 @@ func TestThinClients(t *testing.T) {
 		t.Fatal("rotation kept the client certificate")
 	}
 	const pemPassword = "pem-Pa55word"
-	rep = r.refresh(derive.Options{RewriteSQLNet: true, PEM: true, WalletPassword: second.WalletPassword, PEMPassword: pemPassword})
-	if rep.PEMSource != derive.SourceP12 {
-		t.Fatalf("second ewallet.pem from %q, want ewallet.p12", rep.PEMSource)
+	m = r.fetch(second.WalletPassword, pemPassword)
+	if fi := m.Files[derive.PEMFile]; !fi.Derived || !strings.Contains(fi.Recipe, derive.SourceP12) {
+		t.Fatalf("manifest ewallet.pem %+v, want derived from ewallet.p12", fi)
 	}
-	t.Run("node-oracledb after rotation", func(t *testing.T) {
-		if node == nil {
-			skipTool(t, skipNodeReason())
-		}
-		r.t = t
-		r.expectClient("node-oracledb", node(r.dir, r.alias(), pemPassword), second.Leaf)
-	})
+	t.Run("openssl pkey after rotation", func(t *testing.T) { opensslKeyMatches(t, r.dir, pemPassword) })
+	for _, c := range clients {
+		t.Run(c.name+" after rotation", func(t *testing.T) {
+			if c.cmd == nil {
+				skipTool(t, c.skip)
+			}
+			r.t = t
+			r.expectClient(c.name, c.cmd(r.dir, r.alias(), pemPassword), second.Leaf)
+		})
+	}
 	t.Run("openssl s_client after rotation", func(t *testing.T) {
 		r.t = t
 		r.expectClient("openssl", opensslClient(t, r.dir, r.srv.DB().Addr(), pemPassword), second.Leaf)
 	})
 	t.Run("keytool after rotation", func(t *testing.T) { keytoolList(t, r.dir, second.WalletPassword) })
+}
+
+// opensslKeyMatches opens ewallet.pem as a reader would (`openssl pkey
+// -passin pass:` when no PEM password is configured) and checks that its key
+// is the one of the first certificate, the client's.
+func opensslKeyMatches(t *testing.T, dir, pemPassword string) {
+	t.Helper()
+	bin, err := exec.LookPath("openssl")
+	if err != nil {
+		skipTool(t, "openssl is not installed")
+	}
+	pem := filepath.Join(dir, derive.PEMFile)
+	cmd := exec.Command(bin, "pkey", "-passin", "pass:"+pemPassword, "-in", pem, "-pubout")
+	key, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl pkey -passin pass:<configured>: %v\n%s", err, key)
+	}
+	cert, err := exec.Command(bin, "x509", "-in", pem, "-pubkey", "-noout").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl x509: %v\n%s", err, cert)
+	}
+	if !bytes.Equal(key, cert) {
+		t.Fatal("the key in ewallet.pem is not the client certificate's")
+	}
 }
 
 func skipNodeReason() string {
@@ -201,28 +297,66 @@ oracledb.getConnection({
         (e) => { console.log('thin=' + oracledb.thin + ': ' + e.message); process.exit(1); });
 `
 
-// nodeRunner installs node-oracledb (once per machine, cached in
-// os.TempDir()) and returns a command maker, or nil when node is unavailable.
-func nodeRunner(t *testing.T) func(dir, alias, walletPassword string) *exec.Cmd {
+// nodeClient installs node-oracledb (once per machine, cached in
+// os.TempDir()).
+func nodeClient(t *testing.T) thinClient {
 	t.Helper()
+	c := thinClient{name: "node-oracledb", skip: skipNodeReason()}
 	if os.Getenv("CESD_SKIP_NODE") == "1" {
-		return nil
+		return c
 	}
 	nodeBin, err1 := exec.LookPath("node")
 	npm, err2 := exec.LookPath("npm")
 	if err1 != nil || err2 != nil {
-		return nil
+		return c
 	}
 	modules := installOracledb(t, npm)
 	script := filepath.Join(t.TempDir(), "connect.js")
 	if err := os.WriteFile(script, []byte(nodeScript), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return func(dir, alias, walletPassword string) *exec.Cmd {
+	c.cmd = func(dir, alias, walletPassword string) *exec.Cmd {
 		cmd := exec.Command(nodeBin, script, dir, alias, walletPassword)
 		cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
 		return cmd
 	}
+	return c
+}
+
+// pythonScript is nodeScript for python-oracledb, Thin mode (the default).
+const pythonScript = `
+import sys
+import oracledb
+d, alias, wallet_password = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    oracledb.connect(user="cestest", password="cestest", dsn=alias,
+                     config_dir=d, wallet_location=d, wallet_password=wallet_password or None)
+except Exception as e:
+    print(f"thin={oracledb.is_thin_mode()}: {e}")
+    sys.exit(1)
+print("connected to a listener that speaks no Oracle Net?")
+sys.exit(2)
+`
+
+// debianPython is Debian's interpreter, which python3-oracledb installs
+// into; the python3 first on PATH may be another one.
+const debianPython = "/usr/bin/python3"
+
+// pythonClient is python-oracledb from Debian's python3-oracledb package.
+func pythonClient(t *testing.T) thinClient {
+	t.Helper()
+	c := thinClient{name: "python-oracledb", skip: debianPython + " cannot import oracledb: apt-get install python3-oracledb"}
+	if err := exec.Command(debianPython, "-c", "import oracledb").Run(); err != nil {
+		return c
+	}
+	script := filepath.Join(t.TempDir(), "connect.py")
+	if err := os.WriteFile(script, []byte(pythonScript), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd = func(dir, alias, walletPassword string) *exec.Cmd {
+		return exec.Command(debianPython, script, dir, alias, walletPassword)
+	}
+	return c
 }
 
 // installOracledb returns a node_modules folder holding oracledb@26, installing
