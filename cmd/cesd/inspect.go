@@ -150,6 +150,9 @@ func printReport(w io.Writer, r *inspectReport) {
 		if f.Derived {
 			state += " (derived)"
 		}
+		if f.SentAs != "" {
+			state += " (sent as " + shown(f.SentAs) + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", shown(f.Name), f.Size, f.SHA256[:16]+"…", state)
 	}
 	tw.Flush()

@@ -59,6 +59,10 @@ func TestOracleWalletCertificates(t *testing.T) {
 	if n, leaf := p12Certs(r.Certificates); n != 2 || !leaf || len(r.CertificateErrors) != 0 {
 		t.Fatalf("with wallet_password: %d ewallet.p12 certificates (client: %v), errors %v", n, leaf, r.CertificateErrors)
 	}
+	var text strings.Builder
+	if code := run([]string{"inspect"}, withPW, &text, &strings.Builder{}); code != exitOK || !strings.Contains(text.String(), "(sent as ewallet.pem)") {
+		t.Fatalf("inspect does not show Oracle's ewallet.pem as sent under that name:\n%s", text.String())
+	}
 	r = inspectJSON(base)
 	if n, _ := p12Certs(r.Certificates); n != 0 || r.CertificatesSkipped["ewallet.p12"] != certinfo.NeedsWalletPassword || len(r.CertificateErrors) != 0 {
 		t.Fatalf("without wallet_password: %d ewallet.p12 certificates, skipped %v, errors %v", n, r.CertificatesSkipped, r.CertificateErrors)
