@@ -78,11 +78,11 @@ func p12KDF(bmpPassword, salt []byte, id byte, iterations, n int) []byte {
 	in := append(repeat(salt), repeat(bmpPassword)...)
 	var out []byte
 	for len(out) < n {
-		a := append(append([]byte{}, d...), in...)
-		for range iterations {
-			s := sha1.Sum(a)
-			a = s[:]
+		sum := sha1.Sum(append(append([]byte{}, d...), in...))
+		for range iterations - 1 {
+			sum = sha1.Sum(sum[:]) // in place: no allocation per round
 		}
+		a := sum[:]
 		out = append(out, a...)
 		b := new(big.Int).SetBytes(repeat(a)[:v])
 		b.Add(b, big.NewInt(1))

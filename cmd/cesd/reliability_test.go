@@ -347,7 +347,9 @@ func sum(m map[string]float64, name string, want ...string) float64 {
 }
 
 // checkMatchesSim requires the live generation to be sim's current one:
-// wallet files byte-equal (derived ones only flagged), schemas equal.
+// wallet files byte-equal (derived ones only flagged; a sent file kept under
+// another name, such as Oracle's ewallet.pem as ewallet.sent.pem, compared
+// with what CES sent under its sentAs name), schemas equal.
 func checkMatchesSim(t *testing.T, dir string, g cestest.Generation) *wallet.Manifest {
 	t.Helper()
 	m, err := wallet.Verify(dir)
@@ -360,7 +362,11 @@ func checkMatchesSim(t *testing.T, dir string, g cestest.Generation) *wallet.Man
 	}
 	live := filepath.Join(dir, "..data")
 	for name, fi := range m.Files {
-		want, sent := g.Files[name]
+		sentName := name
+		if fi.SentAs != "" {
+			sentName = fi.SentAs
+		}
+		want, sent := g.Files[sentName]
 		if !sent {
 			if !fi.Derived {
 				t.Errorf("%s: on disk, not sent by CES, not flagged derived", name)

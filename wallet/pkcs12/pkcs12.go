@@ -397,11 +397,12 @@ func pkcs12KDF(salt, bmpPassword []byte, iterations int, id byte, size int) []by
 		h := sha1.New()
 		h.Write(D)
 		h.Write(I)
-		A := h.Sum(nil)
+		var sum [sha1.Size]byte
+		h.Sum(sum[:0])
 		for range iterations - 1 {
-			s := sha1.Sum(A)
-			A = s[:]
+			sum = sha1.Sum(sum[:]) // in place: no allocation per round
 		}
+		A := sum[:]
 		out = append(out, A...)
 		if len(out) >= size {
 			break
