@@ -39,6 +39,10 @@ func TestSentPEM(t *testing.T) {
 		t.Fatal(err)
 	}
 	const pemPassword = "pem-Pa55word"
+	pbes2, _, err := EWalletPEM(g.Files, "", pemPassword) // PBES2, AES-256
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name         string
 		sent         []byte
@@ -54,6 +58,8 @@ func TestSentPEM(t *testing.T) {
 		{name: "unencrypted", sent: plain},
 		{name: "unencrypted, PEM password asks for encryption", sent: plain, opts: Options{PEMPassword: pemPassword}, wantReplaced: true},
 		{name: "encrypted, nothing to derive from", sent: sent, drop: SourceSSO, wantErr: true},
+		{name: "PBES2, with the PEM password", sent: pbes2, opts: Options{PEMPassword: pemPassword}},
+		{name: "PBES2, other PEM password", sent: pbes2, opts: Options{PEMPassword: "other"}, wantReplaced: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
