@@ -35,6 +35,9 @@ func TestContainerGroupReaders(t *testing.T) {
 		"client_secret_file: /etc/cesd/client_secret",
 		"ca_file: /etc/cesd/ca.pem",
 		"wallet_dir: /wallet/oracle",
+		// As the shipped ConfigMap: the volume is 2777 like an emptyDir,
+		// and only this pod's containers share it.
+		"strict_modes: false",
 		`group: "2000"`,
 		`file_mode: "0640"`,
 		"metrics_listen: " + fieldtest.FreeAddr(t),
