@@ -25,7 +25,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
-	"github.com/cesd/cesd/internal/endpoint"
+	"github.com/cesd/cesd/ces/endpoint"
 )
 
 // Defaults applied by New.

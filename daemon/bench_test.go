@@ -16,7 +16,7 @@ import (
 
 	"github.com/cesd/cesd/ces/cestest"
 
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 func percentile(d []time.Duration, p float64) time.Duration {

@@ -25,9 +25,9 @@ import (
 
 	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/daemon/sdnotify"
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 
-	"github.com/cesd/cesd/internal/endpoint"
+	"github.com/cesd/cesd/ces/endpoint"
 )
 
 // Config is the daemon's typed configuration. Zero durations take

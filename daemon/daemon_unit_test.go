@@ -16,7 +16,7 @@ import (
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon/refresh"
 
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 type unitRig struct {

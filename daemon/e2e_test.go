@@ -27,7 +27,7 @@ import (
 	"github.com/cesd/cesd/notify"
 	"github.com/cesd/cesd/wallet"
 
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 const (

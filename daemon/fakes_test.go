@@ -12,7 +12,7 @@ import (
 	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/wallet"
 
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 // newFakePipeline is the real pipeline on a fake CES and writer; nothing

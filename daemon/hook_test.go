@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 func newHookDaemon(t *testing.T, cmd string, timeout time.Duration) (*Daemon, *observer.ObservedLogs) {

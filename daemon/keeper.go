@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/cesd/cesd/internal/endpoint"
+	"github.com/cesd/cesd/ces/endpoint"
 )
 
 // endpoints lists what the keeper keeps registered, callback first.

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cesd/cesd/daemon/refresh"
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 // TestEverySeriesExistsFromStart: alerts and the dashboard work before the

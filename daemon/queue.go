@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 const (

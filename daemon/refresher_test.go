@@ -9,7 +9,7 @@ import (
 
 	"github.com/cesd/cesd/ces"
 
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 // fakeFetch reports each batch on started and blocks until released.

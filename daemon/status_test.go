@@ -9,7 +9,7 @@ import (
 
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon/refresh"
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 // TestStatusHealth: what makes the daemon unhealthy (nothing live, an

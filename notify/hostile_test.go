@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 // coalescer models the daemon's trigger: it counts calls and keeps at most

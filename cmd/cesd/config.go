@@ -25,7 +25,7 @@ import (
 	"github.com/cesd/cesd/notify"
 	"github.com/cesd/cesd/wallet"
 
-	"github.com/cesd/cesd/internal/endpoint"
+	"github.com/cesd/cesd/ces/endpoint"
 )
 
 // configError is a usage or configuration mistake: exit code 2 (78 from

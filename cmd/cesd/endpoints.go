@@ -8,7 +8,7 @@ import (
 
 	"github.com/cesd/cesd/ces"
 
-	"github.com/cesd/cesd/internal/endpoint"
+	"github.com/cesd/cesd/ces/endpoint"
 )
 
 // cmdEndpoints manages CES notification endpoints by hand: list, register

@@ -12,7 +12,7 @@ import (
 
 	"github.com/cesd/cesd/ces/cestest"
 	"github.com/cesd/cesd/daemon"
-	"github.com/cesd/cesd/trigger"
+	"github.com/cesd/cesd/daemon/trigger"
 )
 
 // TestStatusAgainstARunningDaemon runs `cesd run` in-process and asks it

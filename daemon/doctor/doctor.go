@@ -23,7 +23,7 @@ import (
 
 	"github.com/cesd/cesd/daemon/refresh"
 
-	"github.com/cesd/cesd/internal/endpoint"
+	"github.com/cesd/cesd/ces/endpoint"
 )
 
 // Status is the outcome of one check.
