@@ -1,0 +1,297 @@
+// Package kubesecret writes wallet generations into one Kubernetes Secret:
+// the fleet-mode sink. It sits behind the refresh pipeline as one more
+// writer (Writer wraps the disk writer): a generation is validated and
+// written to disk first, exactly as without it, and the Secret then gets the
+// live generation's bytes as they are on disk. Pods mount the Secret and the
+// kubelet's own atomic writer distributes every rotation.
+//
+// Key mapping: a file at the top of the generation keeps its name; a schema
+// password file schemas/<NAME> becomes the key "schemas.<NAME>", since a
+// Secret key cannot hold a slash. A name that is no valid Secret key
+// ([-._a-zA-Z0-9]+), or two files mapping to one key, fail the write and
+// leave the Secret as it was.
+package kubesecret
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/cesd/cesd/wallet"
+)
+
+// Annotations cesd sets on the Secret.
+const (
+	AnnotationGeneration = "cesd.io/generation"
+	AnnotationEndDate    = "cesd.io/certificate-end-date"
+	AnnotationHash       = "cesd.io/content-sha256"
+)
+
+// manifestKey is left out of the content hash: it names the writing
+// replica's own generation number and fetch time, so two replicas holding
+// the same wallet would otherwise rewrite each other's Secret.
+const manifestKey = "manifest.json"
+
+// SchemaKeyPrefix replaces "schemas/" in the keys of schema password files.
+const SchemaKeyPrefix = "schemas."
+
+// Config names the Secret and what cesd adds to it.
+type Config struct {
+	Namespace string
+	Name      string
+	// Labels are set on the Secret (secret_labels); other labels are kept.
+	Labels map[string]string
+	// Owner, if set, is made the Secret's owner (the cesd Deployment), so
+	// deleting the Deployment deletes the Secret.
+	Owner *metav1.OwnerReference
+	// Timeout bounds one publish, retries included; default 30s.
+	Timeout time.Duration
+}
+
+// Sink keeps one Secret equal to the live generation.
+type Sink struct {
+	cfg     Config
+	secrets corev1client.SecretInterface
+	log     *zap.Logger
+}
+
+// New returns a sink writing through client (a typed core/v1 client).
+func New(cfg Config, client corev1client.SecretsGetter, log *zap.Logger) (*Sink, error) {
+	if cfg.Name == "" || cfg.Namespace == "" {
+		return nil, errors.New("kubesecret: secret name and namespace are required")
+	}
+	if errs := validation.IsDNS1123Subdomain(cfg.Name); len(errs) > 0 {
+		return nil, fmt.Errorf("kubesecret: secret_name %q: %s", cfg.Name, strings.Join(errs, "; "))
+	}
+	for k, v := range cfg.Labels {
+		if errs := append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...); len(errs) > 0 {
+			return nil, fmt.Errorf("kubesecret: secret_labels %q: %s", k, strings.Join(errs, "; "))
+		}
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Sink{cfg: cfg, secrets: client.Secrets(cfg.Namespace), log: log}, nil
+}
+
+// Generation is one wallet generation as Secret data.
+type Generation struct {
+	Number             int64
+	CertificateEndDate time.Time
+	Data               map[string][]byte
+}
+
+// ReadGeneration reads a generation folder (wallet.Result.Dir) into Secret
+// data: its top-level files and schemas/<NAME> as "schemas.<NAME>".
+func ReadGeneration(dir string, number int64, endDate time.Time) (Generation, error) {
+	g := Generation{Number: number, CertificateEndDate: endDate, Data: map[string][]byte{}}
+	add := func(key, path string) error {
+		if errs := validation.IsConfigMapKey(key); len(errs) > 0 {
+			return fmt.Errorf("%q cannot be a Secret key: %s", key, strings.Join(errs, "; "))
+		}
+		if _, dup := g.Data[key]; dup {
+			return fmt.Errorf("two files map to the Secret key %q", key)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		g.Data[key] = b
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return g, fmt.Errorf("read generation: %w", err)
+	}
+	for _, e := range entries {
+		switch {
+		case e.IsDir() && e.Name() == "schemas":
+			schemas, err := os.ReadDir(filepath.Join(dir, e.Name()))
+			if err != nil {
+				return g, fmt.Errorf("read generation: %w", err)
+			}
+			for _, s := range schemas {
+				if !s.Type().IsRegular() {
+					return g, fmt.Errorf("read generation: schemas/%s is not a regular file", s.Name())
+				}
+				if err := add(SchemaKeyPrefix+s.Name(), filepath.Join(dir, e.Name(), s.Name())); err != nil {
+					return g, fmt.Errorf("read generation: %w", err)
+				}
+			}
+		case e.Type().IsRegular():
+			if err := add(e.Name(), filepath.Join(dir, e.Name())); err != nil {
+				return g, fmt.Errorf("read generation: %w", err)
+			}
+		default:
+			return g, fmt.Errorf("read generation: %s is neither a file nor schemas/", e.Name())
+		}
+	}
+	return g, nil
+}
+
+// ContentHash is the SHA-256 of every key and value but manifest.json, in
+// key order, each length-prefixed so no two contents share a hash input.
+func ContentHash(data map[string][]byte) string {
+	h := sha256.New()
+	var n [8]byte
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		if k == manifestKey {
+			continue
+		}
+		for _, b := range [][]byte{[]byte(k), data[k]} {
+			binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+			h.Write(n[:])
+			h.Write(b)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Publish makes the Secret hold g, in one create or update carrying the
+// whole object, so a reader never sees a mix of generations. An update that
+// meets a newer resourceVersion (someone else wrote in between) is retried
+// on a fresh read. It writes nothing, and returns false, when the Secret
+// already holds g's content, labels and owner.
+func (s *Sink) Publish(ctx context.Context, g Generation) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	hash := ContentHash(g.Data)
+	wrote := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := s.secrets.Get(ctx, s.cfg.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = s.secrets.Create(ctx, s.desired(&corev1.Secret{}, g, hash), metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) { // created meanwhile: read it again
+				return apierrors.NewConflict(corev1.Resource("secrets"), s.cfg.Name, err)
+			}
+			wrote = err == nil
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if s.current(cur, g, hash) {
+			return nil
+		}
+		_, err = s.secrets.Update(ctx, s.desired(cur.DeepCopy(), g, hash), metav1.UpdateOptions{})
+		wrote = err == nil
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("secret %s/%s: %w", s.cfg.Namespace, s.cfg.Name, err)
+	}
+	if wrote {
+		s.log.Info("secret updated", zap.String("secret", s.cfg.Name), zap.Int64("generation", g.Number),
+			zap.String("content_sha256", hash))
+	}
+	return wrote, nil
+}
+
+// current reports whether cur already holds g: the same keys with the same
+// bytes (manifest.json aside: only its presence counts), the hash
+// annotation, the labels and the owner.
+func (s *Sink) current(cur *corev1.Secret, g Generation, hash string) bool {
+	if cur.Annotations[AnnotationHash] != hash || len(cur.Data) != len(g.Data) || len(cur.StringData) > 0 {
+		return false
+	}
+	for k, v := range g.Data {
+		got, ok := cur.Data[k]
+		if !ok || (k != manifestKey && string(got) != string(v)) {
+			return false
+		}
+	}
+	for k, v := range s.cfg.Labels {
+		if cur.Labels[k] != v {
+			return false
+		}
+	}
+	return s.cfg.Owner == nil || slices.ContainsFunc(cur.OwnerReferences, func(r metav1.OwnerReference) bool { return r.UID == s.cfg.Owner.UID })
+}
+
+// desired turns sec (a copy of the current object, resourceVersion kept)
+// into the Secret for g: all of g's data and nothing else.
+func (s *Sink) desired(sec *corev1.Secret, g Generation, hash string) *corev1.Secret {
+	sec.Name, sec.Namespace = s.cfg.Name, s.cfg.Namespace
+	sec.Type = corev1.SecretTypeOpaque
+	sec.Data = g.Data
+	sec.StringData = nil
+	if sec.Annotations == nil {
+		sec.Annotations = map[string]string{}
+	}
+	sec.Annotations[AnnotationGeneration] = strconv.FormatInt(g.Number, 10)
+	sec.Annotations[AnnotationHash] = hash
+	if g.CertificateEndDate.IsZero() {
+		delete(sec.Annotations, AnnotationEndDate)
+	} else {
+		sec.Annotations[AnnotationEndDate] = g.CertificateEndDate.UTC().Format(time.RFC3339)
+	}
+	if len(s.cfg.Labels) > 0 && sec.Labels == nil {
+		sec.Labels = map[string]string{}
+	}
+	maps.Copy(sec.Labels, s.cfg.Labels)
+	if o := s.cfg.Owner; o != nil && !slices.ContainsFunc(sec.OwnerReferences, func(r metav1.OwnerReference) bool { return r.UID == o.UID }) {
+		sec.OwnerReferences = append(sec.OwnerReferences, *o)
+	}
+	return sec
+}
+
+// DiskWriter is the disk writer Writer wraps (*wallet.Writer).
+type DiskWriter interface {
+	Write(p wallet.Payload) (wallet.Result, error)
+	Prune() error
+}
+
+// Writer writes each payload to disk, then the live generation to the
+// Secret. It satisfies the refresh pipeline's Writer (and Pruner), so the
+// pipeline validates and derives exactly as without a Secret.
+type Writer struct {
+	disk DiskWriter
+	sink *Sink
+}
+
+// NewWriter returns a Writer over disk and sink.
+func NewWriter(disk DiskWriter, sink *Sink) *Writer { return &Writer{disk: disk, sink: sink} }
+
+// Write writes p to disk (validating it first: an invalid payload touches
+// neither disk nor Secret), then publishes the live generation, also when
+// the disk was unchanged, so that a Secret edited or deleted by someone else
+// is put back at the next refresh. A failed publish is an error, so the
+// daemon retries; the disk generation stays live.
+func (w *Writer) Write(p wallet.Payload) (wallet.Result, error) {
+	res, err := w.disk.Write(p)
+	if err != nil {
+		return res, err
+	}
+	g, err := ReadGeneration(res.Dir, res.Generation, p.CertificateEndDate)
+	if err == nil {
+		_, err = w.sink.Publish(context.Background(), g)
+	}
+	if err != nil {
+		return res, fmt.Errorf("kubernetes secret (generation %d is live on disk): %w", res.Generation, err)
+	}
+	return res, nil
+}
+
+// Prune prunes old generations on disk; the Secret holds only one.
+func (w *Writer) Prune() error { return w.disk.Prune() }
