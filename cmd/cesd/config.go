@@ -155,6 +155,11 @@ var keys = []keyDef{
 	{"rewrite_sqlnet", kBool, strconv.FormatBool(refreshDefaults.RewriteSQLNet), "rewrite sqlnet.ora DIRECTORY=\"?/network/admin\" to wallet_dir (Thick clients need it)"},
 	{"ewallet_pem", kBool, strconv.FormatBool(refreshDefaults.PEM), "derive ewallet.pem for python-oracledb and node-oracledb Thin mode"},
 	{"pem_password_file", kString, "", "file holding a password to encrypt the key in ewallet.pem (optional)"},
+	{"secret_name", kString, "", "fleet mode: also write each generation to this Kubernetes Secret"},
+	{"secret_labels", kList, "", "labels set on the Secret, key=value (comma-separated in flags and env)"},
+	{"namespace", kString, "", "namespace of the Secret and the Lease (default: the pod's own)"},
+	{"kubeconfig", kString, "", "kubeconfig file for the Kubernetes API (empty: in-cluster)"},
+	{"lease_name", kString, "", "fleet mode: only the holder of this Lease fetches and writes (identity: env POD_NAME or the hostname)"},
 	{"log_level", kString, "info", "debug, info, warn or error"},
 	{"log_format", kString, "json", "json or console"},
 }
@@ -370,6 +375,13 @@ type Config struct {
 	PEMPassword      string
 	LogLevel         zapcore.Level
 	LogFormat        string
+
+	// Fleet mode (wallet/kubesecret, daemon/leader).
+	SecretName   string
+	SecretLabels map[string]string
+	Namespace    string
+	Kubeconfig   string
+	LeaseName    string
 }
 
 // needs says which groups of keys a command requires.
@@ -449,6 +461,14 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "mailto") {
 			p.fail("extra_endpoints", fmt.Sprintf("%q: want an http, https or mailto URL", e))
 		}
+	}
+	c.SecretName, c.Namespace, c.Kubeconfig, c.LeaseName = p.str("secret_name"), p.str("namespace"), p.str("kubeconfig"), p.str("lease_name")
+	c.SecretLabels = p.labels("secret_labels")
+	if c.LeaseName != "" && c.SecretName == "" {
+		p.fail("lease_name", "fleet mode elects the writer of a Secret: set secret_name too")
+	}
+	if c.Kubeconfig != "" {
+		p.readable("kubeconfig", c.Kubeconfig)
 	}
 	if pw := p.str("wallet_password_file"); pw != "" {
 		c.WalletPassword = p.secretFile("wallet_password_file", pw)
@@ -568,6 +588,23 @@ func (p *parser) size(key string, min, max int64) int64 {
 		return 0
 	}
 	return n * mult
+}
+
+// labels parses key=value pairs; the Secret sink checks their syntax.
+func (p *parser) labels(key string) map[string]string {
+	var out map[string]string
+	for _, kv := range p.s[key].list {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			p.fail(key, fmt.Sprintf("%q: want key=value", kv))
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return out
 }
 
 func (p *parser) boolean(key string) bool {

@@ -15,9 +15,11 @@ import (
 
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon"
+	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/daemon/sdnotify"
 	"github.com/cesd/cesd/notify"
 	"github.com/cesd/cesd/wallet/certinfo"
+	"github.com/cesd/cesd/wallet/kubesecret"
 )
 
 // cmdRun is the daemon.
@@ -43,14 +45,22 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	reg := newRegistry()
-	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup})
+	fl, err := newFleet(cfg, leaseIdentity(env), reg, log)
+	if err != nil {
+		return c.failRun(err)
+	}
+	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup, secret: fl.sink})
 	var ce *configError
 	if errors.As(err, &ce) {
 		return c.failRun(err) // found while wiring (an unsafe wallet_dir): still a config error
 	}
 	if err == nil {
 		defer callback.Close()
-		err = d.Run(ctx)
+		if fl.elector != nil {
+			err = runLeading(ctx, fl.elector, d, cfg.MetricsListen, reg, log)
+		} else {
+			err = d.Run(ctx)
+		}
 	}
 	if err != nil {
 		log.Error("cesd stopped with an error", zap.Error(err))
@@ -78,6 +88,7 @@ type extras struct {
 	watchdog  time.Duration      // WatchdogSec; 0: no watchdog
 	signals   <-chan os.Signal   // each forces a refresh
 	observers []daemon.Observer
+	secret    *kubesecret.Sink // fleet mode: each generation also goes to this Secret
 }
 
 // buildDaemon wires ces, wallet, the refresh pipeline, certinfo, notify and
@@ -94,7 +105,11 @@ func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Reg
 	if err != nil {
 		return nil, nil, err
 	}
-	pipeline, err := newPipeline(cfg, client, w, reg, log)
+	var rw refresh.Writer = w
+	if ex.secret != nil {
+		rw = kubesecret.NewWriter(w, ex.secret)
+	}
+	pipeline, err := newPipeline(cfg, client, rw, reg, log)
 	if err != nil {
 		return nil, nil, err
 	}

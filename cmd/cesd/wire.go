@@ -119,12 +119,8 @@ func refreshConfig(cfg *Config) refresh.Config {
 
 // newPipeline builds the refresh pipeline on the CES client; w nil makes a
 // dry run (doctor).
-func newPipeline(cfg *Config, client *ces.Client, w *wallet.Writer, reg prometheus.Registerer, log *zap.Logger) (*refresh.Pipeline, error) {
-	deps := refresh.Deps{CES: client, Logger: log, Registerer: reg}
-	if w != nil {
-		deps.Writer = w
-	}
-	return refresh.New(refreshConfig(cfg), deps)
+func newPipeline(cfg *Config, client *ces.Client, w refresh.Writer, reg prometheus.Registerer, log *zap.Logger) (*refresh.Pipeline, error) {
+	return refresh.New(refreshConfig(cfg), refresh.Deps{CES: client, Writer: w, Logger: log, Registerer: reg})
 }
 
 // certObserver keeps the certificate metrics current.
