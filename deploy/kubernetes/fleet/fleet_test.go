@@ -1,0 +1,573 @@
+//go:build kube
+
+// Package fleet_test runs fleet mode against a real kube-apiserver and etcd
+// (no fake clientset): two real `cesd run` processes, each with a
+// ServiceAccount token minted by the TokenRequest API and bound by the
+// shipped rbac.yaml, elect a leader and keep the Secret equal to what the CES
+// simulator serves, through rotations, an external edit and a SIGKILL of
+// the leader.
+//
+//	CESD_KUBE_APISERVER=$(scripts/kube-apiserver.sh) go test -tags kube ./deploy/kubernetes/fleet
+package fleet_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	authv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+
+	"github.com/cesd/cesd/ces/cestest"
+	"github.com/cesd/cesd/deploy/internal/fieldtest"
+	"github.com/cesd/cesd/wallet"
+	"github.com/cesd/cesd/wallet/kubesecret"
+)
+
+const (
+	ns         = "fleet"
+	secretName = "oracle-wallet"
+	leaseName  = "cesd"
+)
+
+func TestFleet(t *testing.T) {
+	k := startKube(t)
+	admin := k.client(t, k.adminToken)
+	ctx := context.Background()
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"rbac.yaml", "secret.yaml", "lease.yaml"} {
+		apply(t, admin, f)
+	}
+	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "cesd",
+		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("TokenRequest: %v", err)
+	}
+	sa := k.client(t, tok.Status.Token)
+
+	t.Run("role denies every other secret", func(t *testing.T) {
+		if _, err := sa.CoreV1().Secrets(ns).Get(ctx, secretName, metav1.GetOptions{}); err != nil {
+			t.Fatalf("get %s: %v", secretName, err)
+		}
+		other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other"}, StringData: map[string]string{"k": "v"}}
+		if _, err := admin.CoreV1().Secrets(ns).Create(ctx, other, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		denied := map[string]error{}
+		_, denied["get other"] = sa.CoreV1().Secrets(ns).Get(ctx, "other", metav1.GetOptions{})
+		_, denied["list"] = sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+		_, denied["watch"] = sa.CoreV1().Secrets(ns).Watch(ctx, metav1.ListOptions{})
+		_, denied["create"] = sa.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "new"}}, metav1.CreateOptions{})
+		denied["delete own"] = sa.CoreV1().Secrets(ns).Delete(ctx, secretName, metav1.DeleteOptions{})
+		_, denied["get in default"] = sa.CoreV1().Secrets("default").Get(ctx, secretName, metav1.GetOptions{})
+		_, denied["update other"] = sa.CoreV1().Secrets(ns).Update(ctx, other, metav1.UpdateOptions{})
+		_, denied["get other lease"] = sa.CoordinationV1().Leases(ns).Get(ctx, "other", metav1.GetOptions{})
+		_, denied["list configmaps"] = sa.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+		for what, err := range denied {
+			if !apierrors.IsForbidden(err) {
+				t.Errorf("%s: want Forbidden, got %v", what, err)
+			}
+		}
+	})
+
+	t.Run("an edit between read and write is a conflict, retried", func(t *testing.T) {
+		testConflict(t, admin, sa)
+	})
+
+	work := t.TempDir()
+	kubeconfig := k.kubeconfig(t, work, tok.Status.Token)
+	bin := fieldtest.BuildCesd(t, work)
+	clientSecret := fieldtest.RandomHex(t)
+	sim := cestest.NewServer(cestest.Options{ClientSecret: clientSecret})
+	t.Cleanup(sim.Close)
+	writeFile(t, filepath.Join(work, "ca.pem"), sim.CACertPEM())
+	writeFile(t, filepath.Join(work, "client_secret"), []byte(clientSecret))
+
+	reps := map[string]*replica{}
+	for _, id := range []string{"cesd-a", "cesd-b"} {
+		reps[id] = startReplica(t, bin, work, id, kubeconfig, sim)
+	}
+
+	secret := func() *corev1.Secret {
+		s, err := admin.CoreV1().Secrets(ns).Get(ctx, secretName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	holder := func() string {
+		l, err := admin.CoordinationV1().Leases(ns).Get(ctx, leaseName, metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	secretIs := func(g cestest.Generation) func() (bool, string) {
+		return func() (bool, string) {
+			s := secret()
+			var m wallet.Manifest
+			if err := json.Unmarshal(s.Data["manifest.json"], &m); err != nil {
+				return false, "manifest.json: " + err.Error()
+			}
+			for name, b := range g.Files {
+				if m.Files[name].Derived { // sqlnet.ora with DIRECTORY rewritten: compared with the disk below
+					continue
+				}
+				if !bytes.Equal(s.Data[name], b) {
+					return false, fmt.Sprintf("%s differs from generation %d (secret generation %s)", name, g.Number, s.Annotations["cesd.io/generation"])
+				}
+			}
+			for schema, pw := range g.Schemas {
+				if string(s.Data["schemas."+schema]) != pw {
+					return false, "schemas." + schema + " differs"
+				}
+			}
+			return true, ""
+		}
+	}
+	var leaderID string
+	oneLeads := func() (bool, string) {
+		leaders := 0
+		for _, r := range reps {
+			if r.exited() {
+				continue
+			}
+			fams, err := fieldtest.Metrics(r.metrics)
+			if err != nil {
+				return false, err.Error()
+			}
+			if fieldtest.Sum(fams, "cesd_leader", nil) == 1 {
+				leaders++
+				leaderID = r.id
+			}
+		}
+		h := holder()
+		return leaders == 1 && h == leaderID, fmt.Sprintf("%d replicas say they lead; the Lease names %q", leaders, h)
+	}
+
+	fieldtest.Wait(t, time.Minute, "exactly one leader", oneLeads)
+	fieldtest.Wait(t, time.Minute, "the Secret holds CES's wallet", secretIs(sim.Current()))
+	leader := reps[leaderID]
+	s := secret()
+	for key, b := range s.Data {
+		disk, err := os.ReadFile(filepath.Join(leader.wallet, strings.Replace(key, "schemas.", "schemas/", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, disk) {
+			t.Errorf("%s in the Secret differs from the leader's disk", key)
+		}
+	}
+	for _, key := range []string{"manifest.json", "ewallet.pem", "cesd.io/generation"} {
+		if _, inData := s.Data[key]; !inData && s.Annotations[key] == "" {
+			t.Errorf("the Secret lacks %s", key)
+		}
+	}
+	if s.Annotations["cesd.io/content-sha256"] == "" || s.Annotations["cesd.io/certificate-end-date"] == "" {
+		t.Errorf("annotations: %v", s.Annotations)
+	}
+	if s.Labels["app.kubernetes.io/part-of"] != "oracle-wallet" {
+		t.Errorf("labels: %v", s.Labels)
+	}
+	for id, r := range reps {
+		if id != leaderID {
+			if code := readyz(r.metrics); code != http.StatusServiceUnavailable {
+				t.Errorf("follower %s /readyz = %d, want 503 (callbacks route to the leader)", id, code)
+			}
+		}
+	}
+	if code := readyz(leader.metrics); code != http.StatusOK {
+		t.Errorf("leader /readyz = %d", code)
+	}
+
+	t.Log("a rotation reaches the Secret")
+	sim.Rotate("all")
+	fieldtest.Wait(t, time.Minute, "rotation 1 in the Secret", secretIs(sim.Current()))
+
+	t.Log("an external edit is put back at the next refresh")
+	rv := secret().ResourceVersion
+	edited := secret()
+	edited.Data["cwallet.sso"] = []byte("tampered")
+	if _, err := admin.CoreV1().Secrets(ns).Update(ctx, edited, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	fieldtest.Wait(t, time.Minute, "the edit undone", func() (bool, string) {
+		s := secret()
+		ok, why := secretIs(sim.Current())()
+		return ok && s.ResourceVersion != rv, why
+	})
+
+	t.Log("SIGKILL of the leader: the follower takes over, the next rotation lands")
+	if err := leader.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-leader.done
+	sim.Rotate("all")
+	fieldtest.Wait(t, time.Minute, "a new leader", func() (bool, string) {
+		ok, why := oneLeads()
+		return ok && leaderID != leader.id, why
+	})
+	fieldtest.Wait(t, time.Minute, "rotation 2 in the Secret", secretIs(sim.Current()))
+	sim.Rotate("credentials")
+	fieldtest.Wait(t, time.Minute, "rotation 3 (by callback to the new leader) in the Secret", secretIs(sim.Current()))
+	fams, err := fieldtest.Metrics(reps[leaderID].metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := fieldtest.Sum(fams, "cesd_leader_transitions_total", nil); n < 1 {
+		t.Errorf("cesd_leader_transitions_total = %v on the new leader, want ≥ 1", n)
+	}
+	for _, r := range reps {
+		if strings.Contains(r.log.String(), clientSecret) || strings.Contains(r.log.String(), tok.Status.Token) {
+			t.Errorf("%s logged a secret", r.id)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func readyz(addr string) int {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// apply creates the objects of one shipped manifest in ns.
+func apply(t *testing.T, c kubernetes.Interface, file string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if err := create(ctx, c, obj); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+	}
+}
+
+func create(ctx context.Context, c kubernetes.Interface, obj runtime.Object) error {
+	o := metav1.CreateOptions{}
+	var err error
+	switch v := obj.(type) {
+	case *corev1.ServiceAccount:
+		_, err = c.CoreV1().ServiceAccounts(ns).Create(ctx, v, o)
+	case *corev1.Secret:
+		_, err = c.CoreV1().Secrets(ns).Create(ctx, v, o)
+	case *coordinationv1.Lease:
+		_, err = c.CoordinationV1().Leases(ns).Create(ctx, v, o)
+	case *rbacv1.Role:
+		_, err = c.RbacV1().Roles(ns).Create(ctx, v, o)
+	case *rbacv1.RoleBinding:
+		for i := range v.Subjects {
+			v.Subjects[i].Namespace = ns
+		}
+		_, err = c.RbacV1().RoleBindings(ns).Create(ctx, v, o)
+	default:
+		err = fmt.Errorf("no create for %T", obj)
+	}
+	return err
+}
+
+// kube is a running etcd and kube-apiserver.
+type kube struct {
+	url, caFile, adminToken string
+}
+
+func startKube(t *testing.T) *kube {
+	t.Helper()
+	apiserver := os.Getenv("CESD_KUBE_APISERVER")
+	if apiserver == "" {
+		fieldtest.Skip(t, "CESD_KUBE_APISERVER is not set: export CESD_KUBE_APISERVER=$(scripts/kube-apiserver.sh) (about 21 minutes to build once, then cached)")
+	}
+	fieldtest.Need(t, false, "etcd", apiserver)
+	dir := t.TempDir()
+	etcdClient, etcdPeer := fieldtest.FreeAddr(t), fieldtest.FreeAddr(t)
+	start(t, dir, "etcd", "etcd", "--name=cesd", "--data-dir="+filepath.Join(dir, "etcd"),
+		"--listen-client-urls=http://"+etcdClient, "--advertise-client-urls=http://"+etcdClient,
+		"--listen-peer-urls=http://"+etcdPeer, "--initial-advertise-peer-urls=http://"+etcdPeer,
+		"--initial-cluster=cesd=http://"+etcdPeer)
+
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	writeFile(t, filepath.Join(dir, "sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))
+	k := &kube{adminToken: fieldtest.RandomHex(t), caFile: filepath.Join(dir, "certs", "apiserver.crt")}
+	writeFile(t, filepath.Join(dir, "tokens.csv"), []byte(k.adminToken+`,admin,admin-uid,"system:masters"`+"\n"))
+	addr := fieldtest.FreeAddr(t)
+	_, port, _ := strings.Cut(addr, ":")
+	k.url = "https://" + addr
+	start(t, dir, "kube-apiserver", apiserver,
+		"--etcd-servers=http://"+etcdClient, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--secure-port="+port, "--cert-dir="+filepath.Join(dir, "certs"),
+		"--token-auth-file="+filepath.Join(dir, "tokens.csv"), "--authorization-mode=RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
+		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
+		"--service-cluster-ip-range=10.0.0.0/24", "--disable-admission-plugins=ServiceAccount",
+		"--endpoint-reconciler-type=none")
+	fieldtest.Wait(t, 2*time.Minute, "kube-apiserver /readyz", func() (bool, string) {
+		if _, err := os.Stat(k.caFile); err != nil {
+			return false, err.Error()
+		}
+		c := k.client(t, k.adminToken)
+		b, err := c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(context.Background())
+		return err == nil, fmt.Sprintf("%s %v", b, err)
+	})
+	return k
+}
+
+func (k *kube) client(t *testing.T, token string) kubernetes.Interface {
+	t.Helper()
+	c, err := kubernetes.NewForConfig(&rest.Config{Host: k.url, BearerToken: token,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: k.caFile}, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (k *kube) kubeconfig(t *testing.T, dir, token string) string {
+	t.Helper()
+	path := filepath.Join(dir, "kubeconfig")
+	writeFile(t, path, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: %q, certificate-authority: %q}
+users:
+- name: cesd
+  user: {token: %q}
+contexts:
+- name: test
+  context: {cluster: test, user: cesd, namespace: %s}
+current-context: test
+`, k.url, k.caFile, token, ns)))
+	return path
+}
+
+// start runs a background process for the test's lifetime.
+func start(t *testing.T, dir, name, bin string, args ...string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("%s log (tail):\n%s", name, tail(b, 3000))
+		}
+	})
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+type replica struct {
+	id, wallet, metrics string
+	cmd                 *exec.Cmd
+	done                chan struct{}
+	log                 *syncBuffer
+}
+
+func (r *replica) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func startReplica(t *testing.T, bin, work, id, kubeconfig string, sim *cestest.Server) *replica {
+	t.Helper()
+	r := &replica{id: id, wallet: filepath.Join(work, id), metrics: fieldtest.FreeAddr(t), done: make(chan struct{}), log: &syncBuffer{}}
+	listen := fieldtest.FreeAddr(t)
+	r.cmd = exec.Command(bin, "run")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CESD_") { // cesd refuses CESD_* it does not know
+			env = append(env, kv)
+		}
+	}
+	r.cmd.Env = append(env,
+		"POD_NAME="+id,
+		"CESD_BASE_URL="+sim.URL,
+		"CESD_TOKEN_URL="+sim.TokenURL,
+		"CESD_CLIENT_ID=cestest-client",
+		"CESD_CLIENT_SECRET_FILE="+filepath.Join(work, "client_secret"),
+		"CESD_CA_FILE="+filepath.Join(work, "ca.pem"),
+		"CESD_WALLET_DIR="+r.wallet,
+		"CESD_LISTEN="+listen,
+		"CESD_CALLBACK_URL=http://"+listen+"/cesd/notify",
+		"CESD_METRICS_LISTEN="+r.metrics,
+		"CESD_POLL_INTERVAL=1h",
+		"CESD_SECRET_NAME="+secretName,
+		"CESD_SECRET_LABELS=app.kubernetes.io/part-of=oracle-wallet",
+		"CESD_KUBECONFIG="+kubeconfig,
+		"CESD_LEASE_NAME="+leaseName,
+	)
+	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.cmd.Wait(); close(r.done) }()
+	t.Cleanup(func() {
+		r.cmd.Process.Signal(syscall.SIGTERM)
+		<-r.done
+		if t.Failed() {
+			t.Logf("%s log (tail):\n%s", id, tail([]byte(r.log.String()), 4000))
+		}
+	})
+	return r
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var _ io.Writer = (*syncBuffer)(nil)
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testConflict runs the sink with the ServiceAccount's rights against a
+// Secret that an admin edits right after each of the sink's first reads:
+// the real API server rejects the stale update, and the sink retries on a
+// fresh read until its whole object lands.
+func testConflict(t *testing.T, admin, sa kubernetes.Interface) {
+	ctx := context.Background()
+	sink, err := kubesecret.New(kubesecret.Config{Namespace: ns, Name: secretName}, racing{sa.CoreV1(), admin, 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := kubesecret.Generation{Number: 1, Data: map[string][]byte{"cwallet.sso": []byte("one"), "manifest.json": []byte("{}")}}
+	wrote, err := sink.Publish(ctx, g)
+	if err != nil || !wrote {
+		t.Fatalf("publish: wrote %v, %v", wrote, err)
+	}
+	s, err := admin.CoreV1().Secrets(ns).Get(ctx, secretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Data) != 2 || string(s.Data["cwallet.sso"]) != "one" || s.Annotations[kubesecret.AnnotationHash] != kubesecret.ContentHash(g.Data) {
+		t.Fatalf("secret after the conflicts: %v %v", s.Data, s.Annotations)
+	}
+	if wrote, err := sink.Publish(ctx, g); err != nil || wrote {
+		t.Fatalf("unchanged payload: wrote %v, %v", wrote, err)
+	}
+	after, err := admin.CoreV1().Secrets(ns).Get(ctx, secretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ResourceVersion != s.ResourceVersion {
+		t.Error("an unchanged payload wrote the Secret")
+	}
+}
+
+// racing is the ServiceAccount's Secrets client, with an admin editing the
+// Secret right after each of the first n reads.
+type racing struct {
+	typedcorev1.SecretsGetter
+	admin kubernetes.Interface
+	n     int
+}
+
+func (r racing) Secrets(namespace string) typedcorev1.SecretInterface {
+	return &racingSecrets{SecretInterface: r.SecretsGetter.Secrets(namespace), admin: r.admin.CoreV1().Secrets(namespace), left: r.n}
+}
+
+type racingSecrets struct {
+	typedcorev1.SecretInterface
+	admin typedcorev1.SecretInterface
+	left  int
+}
+
+func (r *racingSecrets) Get(ctx context.Context, name string, o metav1.GetOptions) (*corev1.Secret, error) {
+	s, err := r.SecretInterface.Get(ctx, name, o)
+	if err == nil && r.left > 0 {
+		r.left--
+		e := s.DeepCopy()
+		if e.Data == nil {
+			e.Data = map[string][]byte{}
+		}
+		e.Data["edited"] = []byte(fmt.Sprint(r.left))
+		if _, err := r.admin.Update(ctx, e, metav1.UpdateOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	return s, err
+}
