@@ -135,6 +135,15 @@ type Deps struct {
 	// keepalives every Watchdog/2 while a valid generation is live.
 	Systemd  *sdnotify.Notifier
 	Watchdog time.Duration // WatchdogSec; 0: no watchdog
+	// Lease, in fleet mode, says who holds the Lease, for /status.
+	Lease Lease
+}
+
+// Lease is the part of fleet mode's elector /status shows
+// (*leader.Elector).
+type Lease interface {
+	Holder() string
+	Identity() string
 }
 
 // Daemon keeps a wallet folder current. Build it with New, then Run it once.
@@ -155,6 +164,7 @@ type Daemon struct {
 
 	q      *queue
 	status *board
+	lease  Lease // fleet mode; nil otherwise
 	hooks  *hookRunner
 	reload *reloader // nil: no reload_signal
 
@@ -251,6 +261,7 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 		rnd:      deps.Rand,
 		q:        newQueue(),
 		status:   &board{},
+		lease:    deps.Lease,
 		callback: deps.Callback,
 		started:  make(chan struct{}),
 	}

@@ -37,6 +37,14 @@ type Status struct {
 	Callback *CallbackStatus `json:"callback,omitempty"` // nil in poll-only mode
 	Hook     *ActionStatus   `json:"hook,omitempty"`     // the last on_change run
 	Reload   *ActionStatus   `json:"reload,omitempty"`   // the last reload_signal
+	Leader   *LeaderStatus   `json:"leader,omitempty"`   // fleet mode only
+}
+
+// LeaderStatus says who holds fleet mode's Lease. The daemon runs only on
+// the holder, so Identity is the holder whenever /status answers.
+type LeaderStatus struct {
+	Holder   string `json:"holder"`
+	Identity string `json:"identity"` // this replica
 }
 
 // LiveStatus is the generation readers see.
@@ -225,6 +233,9 @@ func (d *Daemon) Status() Status {
 		s.Reload = &r
 	}
 	b.mu.Unlock()
+	if d.lease != nil {
+		s.Leader = &LeaderStatus{Holder: d.lease.Holder(), Identity: d.lease.Identity()}
+	}
 
 	if readyErr != nil {
 		s.Problems = append(s.Problems, readyErr.Error())

@@ -75,3 +75,25 @@ func TestStatusHealth(t *testing.T) {
 		})
 	}
 }
+
+type fakeLease struct{ holder, id string }
+
+func (f fakeLease) Holder() string   { return f.holder }
+func (f fakeLease) Identity() string { return f.id }
+
+// TestStatusLeader: in fleet mode /status names the Lease holder; outside
+// it the field is absent.
+func TestStatusLeader(t *testing.T) {
+	for _, lease := range []Lease{nil, fakeLease{"cesd-b", "cesd-b"}} {
+		w := &fakeWriter{gen: 3, name: "a"}
+		d, err := New(Config{WalletDir: t.TempDir()}, Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, w), Lease: lease})
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := json.Marshal(d.Status())
+		has := strings.Contains(string(js), `"leader":{"holder":"cesd-b","identity":"cesd-b"}`)
+		if has != (lease != nil) || (lease == nil && strings.Contains(string(js), `"leader"`)) {
+			t.Errorf("lease %v: status %s", lease, js)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon"
+	"github.com/cesd/cesd/daemon/leader"
 	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/daemon/sdnotify"
 	"github.com/cesd/cesd/notify"
@@ -49,7 +50,7 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.failRun(err)
 	}
-	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup, secret: fl.sink})
+	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup, secret: fl.sink, lease: fl.elector})
 	var ce *configError
 	if errors.As(err, &ce) {
 		return c.failRun(err) // found while wiring (an unsafe wallet_dir): still a config error
@@ -89,6 +90,7 @@ type extras struct {
 	signals   <-chan os.Signal   // each forces a refresh
 	observers []daemon.Observer
 	secret    *kubesecret.Sink // fleet mode: each generation also goes to this Secret
+	lease     *leader.Elector  // fleet mode: who leads, for /status
 }
 
 // buildDaemon wires ces, wallet, the refresh pipeline, certinfo, notify and
@@ -140,6 +142,9 @@ func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Reg
 	}
 	if callback != nil {
 		deps.Callback = callback
+	}
+	if ex.lease != nil {
+		deps.Lease = ex.lease
 	}
 	d, err := daemon.New(daemonConfig(cfg), deps)
 	if err != nil {

@@ -97,6 +97,9 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "cesd\t%s, wallet %s\n", state, s.WalletDir)
+	if l := s.Leader; l != nil {
+		fmt.Fprintf(tw, "leader\t%s (this replica is %s)\n", strconv.QuoteToASCII(l.Holder), strconv.QuoteToASCII(l.Identity))
+	}
 	if l := s.Live; l != nil {
 		valid := "no certificate dates from CES"
 		if l.DaysLeft != nil {

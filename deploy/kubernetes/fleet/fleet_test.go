@@ -202,6 +202,12 @@ func TestFleet(t *testing.T) {
 			}
 		}
 	}
+	status := exec.Command(bin, "status", "--metrics-listen", leader.metrics)
+	status.Env = cleanEnv()
+	if out, err := status.CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), fmt.Sprintf("%q (this replica is %q)", leaderID, leaderID)) {
+		t.Errorf("cesd status on the leader does not name it: %v\n%s", err, out)
+	}
 	if code := readyz(leader.metrics); code != http.StatusOK {
 		t.Errorf("leader /readyz = %d", code)
 	}
@@ -440,13 +446,7 @@ func startReplica(t *testing.T, bin, work, id, kubeconfig string, sim *cestest.S
 	r := &replica{id: id, wallet: filepath.Join(work, id), metrics: fieldtest.FreeAddr(t), done: make(chan struct{}), log: &syncBuffer{}}
 	listen := fieldtest.FreeAddr(t)
 	r.cmd = exec.Command(bin, "run")
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CESD_") { // cesd refuses CESD_* it does not know
-			env = append(env, kv)
-		}
-	}
-	r.cmd.Env = append(env,
+	r.cmd.Env = append(cleanEnv(),
 		"POD_NAME="+id,
 		"CESD_BASE_URL="+sim.URL,
 		"CESD_TOKEN_URL="+sim.TokenURL,
@@ -476,6 +476,18 @@ func startReplica(t *testing.T, bin, work, id, kubeconfig string, sim *cestest.S
 		}
 	})
 	return r
+}
+
+// cleanEnv is the test's environment without CESD_* variables, which cesd
+// refuses when it does not know them (CESD_KUBE_APISERVER).
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CESD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 type syncBuffer struct {
