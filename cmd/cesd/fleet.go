@@ -10,12 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/cesd/cesd/daemon"
 	"github.com/cesd/cesd/daemon/leader"
@@ -54,6 +56,9 @@ func newFleet(cfg *Config, identity string, reg prometheus.Registerer, log *zap.
 	if err != nil {
 		return fleet{}, fmt.Errorf("kubernetes client: %w", err)
 	}
+	// client-go logs through klog in its own text format; cesd's logs are
+	// JSON, and the elector reports what matters through zap.
+	klog.SetLogger(logr.Discard())
 	var f fleet
 	f.sink, err = kubesecret.New(kubesecret.Config{Namespace: ns, Name: cfg.SecretName, Labels: cfg.SecretLabels}, client.CoreV1(), log.Named("secret"))
 	if err != nil {

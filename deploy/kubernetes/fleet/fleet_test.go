@@ -253,6 +253,11 @@ func TestFleet(t *testing.T) {
 		t.Errorf("cesd_leader_transitions_total = %v on the new leader, want ≥ 1", n)
 	}
 	for _, r := range reps {
+		for _, line := range strings.Split(strings.TrimSpace(r.log.String()), "\n") {
+			if !json.Valid([]byte(line)) {
+				t.Errorf("%s logged a line that is not JSON: %s", r.id, line)
+			}
+		}
 		if strings.Contains(r.log.String(), clientSecret) || strings.Contains(r.log.String(), tok.Status.Token) {
 			t.Errorf("%s logged a secret", r.id)
 		}
