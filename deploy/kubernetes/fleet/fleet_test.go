@@ -30,9 +30,12 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,6 +96,30 @@ func TestFleet(t *testing.T) {
 			if !apierrors.IsForbidden(err) {
 				t.Errorf("%s: want Forbidden, got %v", what, err)
 			}
+		}
+	})
+
+	t.Run("every shipped manifest passes a server-side dry run", func(t *testing.T) {
+		const dry = "dryrun"
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: dry}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob("../*.yaml")
+		more, _ := filepath.Glob("*.yaml")
+		n := 0
+		for _, f := range append(files, more...) {
+			if filepath.Base(f) == "kustomization.yaml" {
+				continue
+			}
+			for _, obj := range decode(t, f) {
+				if err := createIn(ctx, admin, dry, obj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+					t.Errorf("%s: %v", f, err)
+				}
+				n++
+			}
+		}
+		if n < 15 {
+			t.Errorf("only %d objects dry-run", n)
 		}
 	})
 
@@ -278,26 +305,44 @@ func readyz(addr string) int {
 // apply creates the objects of one shipped manifest in ns.
 func apply(t *testing.T, c kubernetes.Interface, file string) {
 	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for _, doc := range strings.Split(string(b), "\n---\n") {
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if err := create(ctx, c, obj); err != nil {
+	for _, obj := range decode(t, file) {
+		if err := createIn(context.Background(), c, ns, obj, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
 	}
 }
 
-func create(ctx context.Context, c kubernetes.Interface, obj runtime.Object) error {
-	o := metav1.CreateOptions{}
+// decode reads the objects of one manifest file.
+func decode(t *testing.T, file string) []runtime.Object {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []runtime.Object
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		out = append(out, obj)
+	}
+	return out
+}
+
+func createIn(ctx context.Context, c kubernetes.Interface, ns string, obj runtime.Object, o metav1.CreateOptions) error {
 	var err error
 	switch v := obj.(type) {
+	case *corev1.ConfigMap:
+		_, err = c.CoreV1().ConfigMaps(ns).Create(ctx, v, o)
+	case *corev1.Service:
+		_, err = c.CoreV1().Services(ns).Create(ctx, v, o)
+	case *appsv1.Deployment:
+		_, err = c.AppsV1().Deployments(ns).Create(ctx, v, o)
+	case *networkingv1.NetworkPolicy:
+		_, err = c.NetworkingV1().NetworkPolicies(ns).Create(ctx, v, o)
+	case *policyv1.PodDisruptionBudget:
+		_, err = c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, v, o)
 	case *corev1.ServiceAccount:
 		_, err = c.CoreV1().ServiceAccounts(ns).Create(ctx, v, o)
 	case *corev1.Secret:
