@@ -583,7 +583,7 @@ func (r *reader) readGeneration() {
 		r.torn("%s/manifest.json: unparsable or empty (%d bytes): %v", gen, len(mb), err)
 		return
 	}
-	if "..data" == gen || fmt.Sprintf("..%d", m.Generation) != gen {
+	if gen == "..data" || fmt.Sprintf("..%d", m.Generation) != gen {
 		r.torn("%s/manifest.json says generation %d", gen, m.Generation)
 	}
 	r.learn(&m)

@@ -18,6 +18,9 @@ import (
 	"github.com/cesd/cesd/deploy/internal/fieldtest"
 )
 
+// distrolessWorkdir is the WORKDIR of the distroless base image.
+const distrolessWorkdir = "/home/nonroot"
+
 // TestContainer runs the image under podman with runc the way the
 // Dockerfile and the Kubernetes manifests say: UID 65532, a read-only root,
 // the wallet on a volume shared by a `cesd fetch` init step and `cesd run`,

@@ -23,8 +23,6 @@ var distrolessEnv = []string{
 	"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
 }
 
-const distrolessWorkdir = "/home/nonroot"
-
 // finalStage is what the Dockerfile's last stage says about the image.
 type finalStage struct {
 	Binary      string   // where COPY --from=build puts cesd
