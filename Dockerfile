@@ -2,6 +2,8 @@
 # cesd container image: a static binary on distroless, non-root, no shell.
 #   docker build --build-arg VERSION=$(git describe --tags --always) \
 #                --build-arg COMMIT=$(git rev-parse HEAD) -t cesd .
+# Fleet mode (Kubernetes Secret sink and leader election, client-go) is
+# built in only with --build-arg TAGS=fleet; see docs/deploy-kubernetes.md.
 # Runs with a read-only root filesystem; give it a writable volume for
 # wallet_dir (see docs/deploy-kubernetes.md). deploy/docker/check.sh checks
 # what it can of this file where no Docker engine exists.
@@ -11,6 +13,7 @@ ARG TARGETOS=linux
 ARG TARGETARCH=amd64
 ARG VERSION=dev
 ARG COMMIT=unknown
+ARG TAGS=""
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
@@ -18,7 +21,7 @@ COPY . .
 # build-command-begin (deploy/docker/check.sh runs these lines as written)
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT" -o /out/cesd ./cmd/cesd
+    go build -tags "$TAGS" -trimpath -ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT" -o /out/cesd ./cmd/cesd
 # build-command-end
 
 # distroless static: CA certificates, tzdata, /etc/passwd with nonroot

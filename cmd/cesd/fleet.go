@@ -1,3 +1,5 @@
+//go:build fleet
+
 package main
 
 import (
@@ -21,18 +23,16 @@ import (
 
 	"github.com/cesd/cesd/daemon"
 	"github.com/cesd/cesd/daemon/leader"
+	"github.com/cesd/cesd/daemon/refresh"
+	"github.com/cesd/cesd/wallet"
 	"github.com/cesd/cesd/wallet/kubesecret"
 )
 
 // inClusterNamespace is where a pod finds its own namespace.
 const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-// fleet is fleet mode's wiring: the Secret sink and, with lease_name, the
-// elector. Both nil outside fleet mode.
-type fleet struct {
-	sink    *kubesecret.Sink
-	elector *leader.Elector
-}
+// fleetBuilt: this binary has fleet mode (go build -tags fleet).
+const fleetBuilt = true
 
 // newFleet builds the Kubernetes client (kubeconfig, or in-cluster when
 // empty) and fleet mode's parts; identity is POD_NAME or the hostname.
@@ -59,18 +59,22 @@ func newFleet(cfg *Config, identity string, reg prometheus.Registerer, log *zap.
 	// client-go logs through klog in its own text format; cesd's logs are
 	// JSON, and the elector reports what matters through zap.
 	klog.SetLogger(logr.Discard())
-	var f fleet
-	f.sink, err = kubesecret.New(kubesecret.Config{Namespace: ns, Name: cfg.SecretName, Labels: cfg.SecretLabels}, client.CoreV1(), log.Named("secret"))
+	sink, err := kubesecret.New(kubesecret.Config{Namespace: ns, Name: cfg.SecretName, Labels: cfg.SecretLabels}, client.CoreV1(), log.Named("secret"))
 	if err != nil {
 		return fleet{}, &configError{Key: "secret_name", Msg: err.Error()}
 	}
+	f := fleet{writer: func(disk *wallet.Writer) refresh.Writer { return kubesecret.NewWriter(disk, sink) }}
 	if cfg.LeaseName != "" {
 		if identity == "" {
 			return fleet{}, &configError{Key: "lease_name", Msg: "no identity: set env POD_NAME"}
 		}
-		f.elector, err = leader.New(leader.Config{Namespace: ns, LeaseName: cfg.LeaseName, Identity: identity}, client, reg, log.Named("leader"))
+		e, err := leader.New(leader.Config{Namespace: ns, LeaseName: cfg.LeaseName, Identity: identity}, client, reg, log.Named("leader"))
 		if err != nil {
 			return fleet{}, err
+		}
+		f.lease = e
+		f.run = func(ctx context.Context, d *daemon.Daemon, metricsListen string, gat prometheus.Gatherer, log *zap.Logger) error {
+			return runLeading(ctx, e, d, metricsListen, gat, log)
 		}
 	}
 	return f, nil
@@ -98,16 +102,6 @@ func kubeConfig(path string) (*rest.Config, string, error) {
 		return nil, "", err
 	}
 	return rc, ns, nil
-}
-
-// leaseIdentity names this replica in the Lease: POD_NAME (from the downward
-// API), else the hostname, which is the pod name too in Kubernetes.
-func leaseIdentity(env func(string) string) string {
-	if id := env("POD_NAME"); id != "" {
-		return id
-	}
-	h, _ := os.Hostname()
-	return h
 }
 
 // runLeading runs the daemon only while this replica holds the Lease. A

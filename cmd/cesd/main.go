@@ -149,6 +149,11 @@ func (c *cli) cmdVersion(_ context.Context, args []string) int {
 		return c.fail(&configError{Key: "arguments", Msg: fmt.Sprintf("version takes no arguments, got %q", pos)})
 	}
 	fmt.Fprintf(c.stdout, "cesd %s (commit %s, %s, %s/%s)\n", version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fleetMode := "no (build with -tags fleet)"
+	if fleetBuilt {
+		fleetMode = "yes"
+	}
+	fmt.Fprintf(c.stdout, "fleet: %s\n", fleetMode)
 	return exitOK
 }
 

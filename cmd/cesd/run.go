@@ -15,12 +15,11 @@ import (
 
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon"
-	"github.com/cesd/cesd/daemon/leader"
 	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/daemon/sdnotify"
 	"github.com/cesd/cesd/notify"
+	"github.com/cesd/cesd/wallet"
 	"github.com/cesd/cesd/wallet/certinfo"
-	"github.com/cesd/cesd/wallet/kubesecret"
 )
 
 // cmdRun is the daemon.
@@ -50,15 +49,15 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.failRun(err)
 	}
-	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup, secret: fl.sink, lease: fl.elector})
+	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup, secret: fl.writer, lease: fl.lease})
 	var ce *configError
 	if errors.As(err, &ce) {
 		return c.failRun(err) // found while wiring (an unsafe wallet_dir): still a config error
 	}
 	if err == nil {
 		defer callback.Close()
-		if fl.elector != nil {
-			err = runLeading(ctx, fl.elector, d, cfg.MetricsListen, reg, log)
+		if fl.run != nil {
+			err = fl.run(ctx, d, cfg.MetricsListen, reg, log)
 		} else {
 			err = d.Run(ctx)
 		}
@@ -89,8 +88,8 @@ type extras struct {
 	watchdog  time.Duration      // WatchdogSec; 0: no watchdog
 	signals   <-chan os.Signal   // each forces a refresh
 	observers []daemon.Observer
-	secret    *kubesecret.Sink // fleet mode: each generation also goes to this Secret
-	lease     *leader.Elector  // fleet mode: who leads, for /status
+	secret    func(disk *wallet.Writer) refresh.Writer // fleet mode: each generation also goes to the Secret
+	lease     daemon.Lease                             // fleet mode: who leads, for /status
 }
 
 // buildDaemon wires ces, wallet, the refresh pipeline, certinfo, notify and
@@ -109,7 +108,7 @@ func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Reg
 	}
 	var rw refresh.Writer = w
 	if ex.secret != nil {
-		rw = kubesecret.NewWriter(w, ex.secret)
+		rw = ex.secret(w)
 	}
 	pipeline, err := newPipeline(cfg, client, rw, reg, log)
 	if err != nil {

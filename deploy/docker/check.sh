@@ -24,7 +24,7 @@ case "$cmd" in
 esac
 cmd=${cmd//\/out\/cesd/$work\/cesd}
 echo "build: $cmd"
-VERSION=$version COMMIT=0000000 TARGETOS=linux TARGETARCH=$(go env GOARCH) bash -c "set -e; $cmd"
+TAGS= VERSION=$version COMMIT=0000000 TARGETOS=linux TARGETARCH=$(go env GOARCH) bash -c "set -e; $cmd"
 "$work/cesd" version | grep -q "$version (commit 0000000," || { echo "check: version and commit ldflags not applied" >&2; exit 1; }
 echo "ldflags: ok"
 

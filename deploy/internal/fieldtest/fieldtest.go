@@ -66,11 +66,12 @@ func ModuleRoot(t testing.TB) string {
 }
 
 // BuildCesd builds the static cesd binary into dir/cesd, the way the
-// Dockerfile does, and returns its path.
-func BuildCesd(t testing.TB, dir string) string {
+// Dockerfile does, with the given build tags (fleet for fleet mode), and
+// returns its path.
+func BuildCesd(t testing.TB, dir string, tags ...string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "cesd")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/cesd")
+	cmd := exec.Command("go", "build", "-tags", strings.Join(tags, ","), "-trimpath", "-o", bin, "./cmd/cesd")
 	cmd.Dir = ModuleRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

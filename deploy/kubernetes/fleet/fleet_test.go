@@ -129,7 +129,7 @@ func TestFleet(t *testing.T) {
 
 	work := t.TempDir()
 	kubeconfig := k.kubeconfig(t, work, tok.Status.Token)
-	bin := fieldtest.BuildCesd(t, work)
+	bin := fieldtest.BuildCesd(t, work, "fleet")
 	clientSecret := fieldtest.RandomHex(t)
 	sim := cestest.NewServer(cestest.Options{ClientSecret: clientSecret})
 	t.Cleanup(sim.Close)
