@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -122,9 +123,12 @@ func (c *cli) demo(ctx context.Context, dir string, every time.Duration) error {
 		return err
 	}
 	defer listener.Close()
+	// The banner and the rotator end with the daemon, before the last word,
+	// so nothing they print lands after it.
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // the banner and the rotator end with the daemon
-	go func() {
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Go(func() {
 		select {
 		case <-d.Started():
 		case <-ctx.Done():
@@ -144,9 +148,11 @@ generation in atomically. Every fourth callback is lost on purpose: cesd's
 fallback poll (every %s) finds that rotation instead. Press Ctrl-C to stop.
 
 `, sim.URL, rel(cfg.WalletDir), d.OpsAddr(), callback, rel(logFile), rel(hookLog), every, cfg.PollInterval)
-	}()
-	go c.rotate(ctx, sim, every, cfg.PollInterval, pending, swapped, say)
+	})
+	wg.Go(func() { c.rotate(ctx, sim, every, cfg.PollInterval, pending, swapped, say) })
 	err = d.Run(ctx)
+	cancel()
+	wg.Wait()
 	fmt.Fprintf(c.stdout, "\nstopped. The last wallet stays in %s; logs are in %s.\n", rel(cfg.WalletDir), rel(logFile))
 	return err
 }
