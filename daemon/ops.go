@@ -95,8 +95,8 @@ func (d *Daemon) OpsHandler() http.Handler {
 	return mux
 }
 
-// checkReady is nil only while a generation is live and the files on disk
-// still match its manifest.
+// checkReady is nil only while a generation is live, the files on disk
+// still match its manifest, and (fleet mode) the Secret was written.
 func (d *Daemon) checkReady() error {
 	if !d.ready.Load() {
 		return errors.New("no generation live yet")
@@ -113,7 +113,7 @@ func (d *Daemon) checkReady() error {
 		}
 	}
 	if d.verifyErr != nil {
-		return fmt.Errorf("wallet on disk does not verify: %w", d.verifyErr)
+		return fmt.Errorf("live generation does not verify: %w", d.verifyErr)
 	}
 	return nil
 }

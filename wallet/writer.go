@@ -82,6 +82,8 @@ type Writer struct {
 	// uid and gid are -1 when left as the process creates them.
 	uid, gid          int
 	fileMode, dirMode fs.FileMode
+	// after is a number every new generation is numbered above (NumberAfter).
+	after int64
 	// hook, when set by tests, runs before each step (and in step 4 before each
 	// file, with its name); an error fails the write at that point.
 	hook func(step int, what string) error
@@ -465,6 +467,19 @@ func (w *Writer) Write(p Payload) (Result, error) {
 	return Result{Generation: gen, Swapped: true, Dir: genDir, Warnings: warnings}, nil
 }
 
+// NumberAfter makes every generation written from now on numbered above n,
+// whatever the folder holds: a writer taking over from another (fleet mode's
+// new leader, whose staging folder starts empty) continues the numbering its
+// readers have seen instead of restarting at 1. A lower n than an earlier
+// call, or one past the largest number cesd writes, changes nothing.
+func (w *Writer) NumberAfter(n int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n <= maxGeneration {
+		w.after = max(w.after, n)
+	}
+}
+
 // Prune removes generation folders beyond Config.Keep (the live one
 // included), and unfinished folders newer than the live one. It is step 9 of
 // Write, run separately so that it stays off the rotation's latency path.
@@ -583,7 +598,7 @@ func (w *Writer) liveHasAccess(genDir string, m *Manifest) bool {
 // createGenDir makes the next generation folder, owned and moded as
 // configured whatever the umask.
 func (w *Writer) createGenDir(live liveGen) (int64, error) {
-	next := live.n
+	next := max(live.n, w.after)
 	if live.m != nil && live.m.Generation <= maxGeneration {
 		next = max(next, live.m.Generation)
 	}

@@ -683,3 +683,28 @@ func TestStrictModes(t *testing.T) {
 		})
 	}
 }
+
+// TestNumberAfter: a writer told the number its readers last saw (a new
+// fleet leader with an empty staging folder) numbers its generations above
+// it, never lower; an unchanged payload still writes nothing.
+func TestNumberAfter(t *testing.T) {
+	dir := t.TempDir()
+	w := newTestWriter(t, dir, 2)
+	w.NumberAfter(41)
+	if r := mustWrite(t, w, testPayload(1)); r.Generation != 42 || !r.Swapped {
+		t.Fatalf("first generation after 41: %+v", r)
+	}
+	assertLive(t, dir, testPayload(1), 42)
+	w.NumberAfter(7) // lower: the folder's own numbering wins
+	if r := mustWrite(t, w, testPayload(2)); r.Generation != 43 {
+		t.Fatalf("generation %d, want 43", r.Generation)
+	}
+	w.NumberAfter(100)
+	if r := mustWrite(t, w, testPayload(2)); r.Swapped || r.Generation != 43 {
+		t.Fatalf("unchanged payload after NumberAfter: %+v", r)
+	}
+	w.NumberAfter(maxGeneration + 1) // planted: ignored, never an overflow
+	if r := mustWrite(t, w, testPayload(3)); r.Generation != 101 {
+		t.Fatalf("generation %d, want 101", r.Generation)
+	}
+}

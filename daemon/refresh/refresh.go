@@ -26,8 +26,11 @@ import (
 
 // Config is the pipeline's typed configuration.
 type Config struct {
-	// WalletDir is the stable wallet folder; sqlnet.ora names it.
+	// WalletDir is the stable wallet folder the writer writes.
 	WalletDir string
+	// SQLNetDir is the folder sqlnet.ora's DIRECTORY names, where readers
+	// find the wallet (sqlnet_directory); empty: WalletDir.
+	SQLNetDir string
 	// WalletOnly takes the wallet from the fetch-wallet zip and never asks
 	// CES for schema passwords: for hosts that need the wallet (mutual TLS)
 	// but must not hold database passwords. Dates then come from nowhere;
@@ -65,6 +68,13 @@ type Writer interface {
 // (*wallet.Writer).
 type Pruner interface {
 	Prune() error
+}
+
+// Publisher is implemented by writers with an output beside the folder
+// (fleet mode's Kubernetes Secret): PublishErr says why that output may not
+// hold the live generation, nil when it does.
+type Publisher interface {
+	PublishErr() error
 }
 
 // Deps are the pipeline's collaborators.
@@ -144,7 +154,10 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	if cfg.Limits == (wallet.Limits{}) {
 		cfg.Limits = wallet.DefaultLimits()
 	}
-	if cfg.WalletDir == "" {
+	if cfg.SQLNetDir == "" {
+		cfg.SQLNetDir = cfg.WalletDir
+	}
+	if cfg.SQLNetDir == "" {
 		cfg.RewriteSQLNet = false // a dry run without a folder: nothing to name in sqlnet.ora
 	}
 	log := deps.Logger
@@ -152,7 +165,7 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 		log = zap.NewNop()
 	}
 	dv, err := derive.NewDeriver(derive.Options{
-		WalletDir:     cfg.WalletDir,
+		WalletDir:     cfg.SQLNetDir,
 		RewriteSQLNet: cfg.RewriteSQLNet,
 		PEM:           cfg.PEM,
 		PEMPassword:   cfg.PEMPassword,
@@ -291,12 +304,18 @@ func (p *Pipeline) walletPassword(creds *ces.Credentials) string {
 	return p.cfg.WalletPassword
 }
 
-// Live reads and verifies the live generation on disk. Its Result has no
-// timings and Swapped is false.
+// Live reads and verifies the live generation on disk, and, with a writer
+// that publishes it elsewhere too (Publisher), that it was published. Its
+// Result has no timings and Swapped is false.
 func (p *Pipeline) Live() (Result, error) {
 	m, err := p.verify(p.cfg.WalletDir)
 	if err != nil {
 		return Result{}, err
+	}
+	if pub, ok := p.writer.(Publisher); ok {
+		if err := pub.PublishErr(); err != nil {
+			return Result{}, err
+		}
 	}
 	res := Result{
 		Generation:           m.Generation,

@@ -219,3 +219,47 @@ func (s *staticCES) FetchCredentials(context.Context) (*ces.Credentials, error) 
 func (s *staticCES) FetchWallet(context.Context) ([]byte, error) {
 	return nil, errors.New("staticCES: no zip")
 }
+
+// TestSQLNetDirAndPublisher: sqlnet.ora names SQLNetDir, not the folder
+// written (Secret-only mode stages in a private folder, readers mount the
+// Secret elsewhere), and Live fails while a Publisher says its output does
+// not hold the live generation.
+func TestSQLNetDirAndPublisher(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{Seed: 5})
+	defer sim.Close()
+	cfg := DefaultConfig()
+	cfg.WalletDir, cfg.SQLNetDir = t.TempDir(), "/wallet"
+	disk, err := wallet.NewWriter(wallet.Config{Dir: cfg.WalletDir}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := &publishing{Writer: disk}
+	p, err := New(cfg, Deps{CES: newClient(t, sim), Writer: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Run(t.Context(), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ora, err := os.ReadFile(filepath.Join(cfg.WalletDir, "sqlnet.ora"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ora), `DIRECTORY="/wallet"`) || strings.Contains(string(ora), cfg.WalletDir) {
+		t.Fatalf("sqlnet.ora does not name SQLNetDir:\n%s", ora)
+	}
+	if _, err := p.Live(); err != nil {
+		t.Fatalf("Live: %v", err)
+	}
+	pw.err = errors.New("secret forbidden")
+	if _, err := p.Live(); err == nil || !strings.Contains(err.Error(), "secret forbidden") {
+		t.Fatalf("Live while the Secret is not written: %v", err)
+	}
+}
+
+type publishing struct {
+	*wallet.Writer
+	err error
+}
+
+func (p *publishing) PublishErr() error { return p.err }

@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -256,41 +257,109 @@ func (s *Sink) desired(sec *corev1.Secret, g Generation, hash string) *corev1.Se
 	return sec
 }
 
-// DiskWriter is the disk writer Writer wraps (*wallet.Writer).
+// Generation reads the generation number the Secret holds (its
+// cesd.io/generation annotation): 0 when the Secret does not exist yet or
+// carries no number cesd wrote.
+func (s *Sink) Generation(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	cur, err := s.secrets.Get(ctx, s.cfg.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("secret %s/%s: %w", s.cfg.Namespace, s.cfg.Name, err)
+	}
+	n, err := strconv.ParseInt(cur.Annotations[AnnotationGeneration], 10, 64)
+	if err != nil || n < 0 {
+		return 0, nil // absent or edited by hand: nothing to continue from
+	}
+	return n, nil
+}
+
+// DiskWriter is the folder writer Writer wraps (*wallet.Writer): the
+// wallet folder, or the private staging folder in Secret-only mode.
 type DiskWriter interface {
 	Write(p wallet.Payload) (wallet.Result, error)
 	Prune() error
+	NumberAfter(n int64)
 }
 
-// Writer writes each payload to disk, then the live generation to the
+// Writer writes each payload to its folder, then the live generation to the
 // Secret. It satisfies the refresh pipeline's Writer (and Pruner), so the
-// pipeline validates and derives exactly as without a Secret.
+// pipeline validates and derives exactly as without a Secret. For the
+// pipeline a generation is swapped in once it is live in both places: a
+// folder swap whose publish failed is reported as a swap by the Write that
+// publishes it, so the observers of a swap hear of it once the Secret holds
+// it.
 type Writer struct {
 	disk DiskWriter
 	sink *Sink
+
+	mu sync.Mutex
+	// unannounced is a generation swapped in on disk whose publish failed;
+	// 0: none.
+	unannounced int64
+	// publishErr is why the last Write could not make the Secret hold the
+	// live generation; nil when it does.
+	publishErr error
 }
 
 // NewWriter returns a Writer over disk and sink.
 func NewWriter(disk DiskWriter, sink *Sink) *Writer { return &Writer{disk: disk, sink: sink} }
 
-// Write writes p to disk (validating it first: an invalid payload touches
-// neither disk nor Secret), then publishes the live generation, also when
-// the disk was unchanged, so that a Secret edited or deleted by someone else
-// is put back at the next refresh. A failed publish is an error, so the
-// daemon retries; the disk generation stays live.
+// Write
+//  1. reads the Secret's generation number and has the folder number new
+//     generations above it, so that a leader taking over (its staging
+//     folder empty) never makes the Secret's number go backwards;
+//  2. writes p to the folder, validating it first: an invalid payload
+//     touches neither folder nor Secret;
+//  3. publishes the live generation, also when the folder was unchanged, so
+//     that a Secret edited or deleted by someone else is put back at the
+//     next refresh, and an unchanged wallet (a new leader's first fetch)
+//     writes nothing.
+//
+// A failure is an error, so the daemon retries; the folder's generation
+// stays live, and is reported swapped once a later Write publishes it.
 func (w *Writer) Write(p wallet.Payload) (wallet.Result, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	after, err := w.sink.Generation(context.Background())
+	if err != nil {
+		w.publishErr = err
+		return wallet.Result{}, fmt.Errorf("kubernetes secret: read its generation (nothing written): %w", err)
+	}
+	w.disk.NumberAfter(after)
 	res, err := w.disk.Write(p)
 	if err != nil {
 		return res, err
+	}
+	if res.Swapped {
+		w.unannounced = res.Generation
 	}
 	g, err := ReadGeneration(res.Dir, res.Generation, p.CertificateEndDate)
 	if err == nil {
 		_, err = w.sink.Publish(context.Background(), g)
 	}
 	if err != nil {
-		return res, fmt.Errorf("kubernetes secret (generation %d is live on disk): %w", res.Generation, err)
+		w.publishErr = fmt.Errorf("the Secret may not hold generation %d: %w", res.Generation, err)
+		return res, fmt.Errorf("kubernetes secret (generation %d is live on disk, not yet in the Secret): %w", res.Generation, err)
 	}
+	w.publishErr = nil
+	if w.unannounced == res.Generation {
+		res.Swapped = true
+	}
+	w.unannounced = 0
 	return res, nil
+}
+
+// PublishErr says why the Secret may not hold the live generation: the last
+// Write failed to read or write it. nil once a Write published it (and
+// before the first Write: the folder then speaks for itself).
+func (w *Writer) PublishErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.publishErr
 }
 
 // Prune prunes old generations on disk; the Secret holds only one.

@@ -1,0 +1,213 @@
+package kubesecret
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/cesd/cesd/wallet"
+)
+
+// fakeSecrets is one namespace's Secrets in memory: Get, Create and Update,
+// each failing with fail[verb] when set, counting the writes.
+type fakeSecrets struct {
+	corev1client.SecretInterface // any other call panics
+	objs                         map[string]*corev1.Secret
+	fail                         map[string]error
+	writes                       int
+}
+
+func (f *fakeSecrets) Secrets(string) corev1client.SecretInterface { return f }
+
+func (f *fakeSecrets) Get(_ context.Context, name string, _ metav1.GetOptions) (*corev1.Secret, error) {
+	if err := f.fail["get"]; err != nil {
+		return nil, err
+	}
+	s, ok := f.objs[name]
+	if !ok {
+		return nil, apierrors.NewNotFound(corev1.Resource("secrets"), name)
+	}
+	return s.DeepCopy(), nil
+}
+
+func (f *fakeSecrets) Create(_ context.Context, s *corev1.Secret, _ metav1.CreateOptions) (*corev1.Secret, error) {
+	if err := f.fail["create"]; err != nil {
+		return nil, err
+	}
+	f.writes++
+	f.objs[s.Name] = s.DeepCopy()
+	return s, nil
+}
+
+func (f *fakeSecrets) Update(_ context.Context, s *corev1.Secret, _ metav1.UpdateOptions) (*corev1.Secret, error) {
+	if err := f.fail["update"]; err != nil {
+		return nil, err
+	}
+	f.writes++
+	f.objs[s.Name] = s.DeepCopy()
+	return s, nil
+}
+
+// fakeDisk numbers generations as wallet.Writer does and writes each one's
+// files into a folder of its own.
+type fakeDisk struct {
+	dir   string
+	live  int64
+	after int64
+	files map[string][]byte
+}
+
+func (d *fakeDisk) NumberAfter(n int64) { d.after = max(d.after, n) }
+func (d *fakeDisk) Prune() error        { return nil }
+
+func (d *fakeDisk) Write(p wallet.Payload) (wallet.Result, error) {
+	if d.live > 0 && maps.EqualFunc(d.files, p.Files, func(a, b []byte) bool { return string(a) == string(b) }) {
+		return wallet.Result{Generation: d.live, Dir: d.genDir(d.live)}, nil
+	}
+	gen := max(d.live, d.after) + 1
+	if err := os.MkdirAll(d.genDir(gen), 0o700); err != nil {
+		return wallet.Result{}, err
+	}
+	for name, b := range p.Files {
+		if err := os.WriteFile(filepath.Join(d.genDir(gen), name), b, 0o600); err != nil {
+			return wallet.Result{}, err
+		}
+	}
+	manifest := fmt.Sprintf(`{"generation":%d}`, gen)
+	if err := os.WriteFile(filepath.Join(d.genDir(gen), manifestKey), []byte(manifest), 0o600); err != nil {
+		return wallet.Result{}, err
+	}
+	d.live, d.files = gen, p.Files
+	return wallet.Result{Generation: gen, Swapped: true, Dir: d.genDir(gen)}, nil
+}
+
+func (d *fakeDisk) genDir(gen int64) string { return filepath.Join(d.dir, fmt.Sprint(gen)) }
+
+func newFakes(t *testing.T) (*Writer, *fakeSecrets, *fakeDisk) {
+	t.Helper()
+	api := &fakeSecrets{objs: map[string]*corev1.Secret{}, fail: map[string]error{}}
+	sink, err := New(Config{Namespace: "ns", Name: "wallet"}, api, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := &fakeDisk{dir: t.TempDir()}
+	return NewWriter(disk, sink), api, disk
+}
+
+func payload(sso string) wallet.Payload {
+	return wallet.Payload{Files: map[string][]byte{"cwallet.sso": []byte(sso)}}
+}
+
+// TestWriterContinuesTheSecretsNumbering: a leader whose staging folder is
+// empty numbers its first generation above the Secret's, and an unchanged
+// wallet writes nothing to the Secret.
+func TestWriterContinuesTheSecretsNumbering(t *testing.T) {
+	old, api, _ := newFakes(t)
+	for _, sso := range []string{"a", "b", "c"} {
+		if _, err := old.Write(payload(sso)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := api.objs["wallet"].Annotations[AnnotationGeneration]; got != "3" {
+		t.Fatalf("generation annotation %q, want 3", got)
+	}
+	writes := api.writes
+
+	// A new leader, its staging folder empty, fetches the same wallet.
+	sink, err := New(Config{Namespace: "ns", Name: "wallet"}, api, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := &fakeDisk{dir: t.TempDir()}
+	w := NewWriter(disk, sink)
+	res, err := w.Write(payload("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Generation != 4 || api.writes != writes {
+		t.Fatalf("unchanged wallet after takeover: staged %d, %d Secret writes, want 4 and none", res.Generation, api.writes-writes)
+	}
+	if got := api.objs["wallet"].Annotations[AnnotationGeneration]; got != "3" {
+		t.Fatalf("generation annotation %q after an unchanged takeover, want 3", got)
+	}
+	// The next rotation goes above both.
+	if res, err = w.Write(payload("d")); err != nil || res.Generation != 5 {
+		t.Fatalf("rotation after takeover: %+v, %v", res, err)
+	}
+	if got := api.objs["wallet"].Annotations[AnnotationGeneration]; got != "5" {
+		t.Fatalf("generation annotation %q, want 5", got)
+	}
+}
+
+// TestWriterAnnouncesOncePublished: a folder swap whose publish failed is
+// not a swap yet; the Write that publishes it reports the swap, once, and
+// readiness (PublishErr) follows the Secret.
+func TestWriterAnnouncesOncePublished(t *testing.T) {
+	w, api, _ := newFakes(t)
+	if w.PublishErr() != nil {
+		t.Fatal("PublishErr before any write")
+	}
+	if res, err := w.Write(payload("a")); err != nil || !res.Swapped {
+		t.Fatalf("first write: %+v, %v", res, err)
+	}
+	forbidden := apierrors.NewForbidden(corev1.Resource("secrets"), "wallet", errors.New("no"))
+	api.fail["update"] = forbidden
+	if _, err := w.Write(payload("b")); !apierrors.IsForbidden(err) {
+		t.Fatalf("publish failure: %v", err)
+	}
+	if err := w.PublishErr(); !apierrors.IsForbidden(err) {
+		t.Fatalf("PublishErr after a failed publish: %v", err)
+	}
+	if _, err := w.Write(payload("b")); err == nil {
+		t.Fatal("still failing: no error")
+	}
+	delete(api.fail, "update")
+	res, err := w.Write(payload("b"))
+	if err != nil || !res.Swapped || res.Generation != 2 {
+		t.Fatalf("publish of the waiting generation: %+v, %v; want generation 2 swapped", res, err)
+	}
+	if w.PublishErr() != nil || api.objs["wallet"].Annotations[AnnotationGeneration] != "2" {
+		t.Fatalf("after publishing: %v, %v", w.PublishErr(), api.objs["wallet"].Annotations)
+	}
+	if res, err := w.Write(payload("b")); err != nil || res.Swapped {
+		t.Fatalf("announced twice: %+v, %v", res, err)
+	}
+}
+
+// TestWriterStagesNothingWithoutTheSecretsNumber: when the Secret cannot be
+// read, nothing is staged (its number is unknown) and the error says so.
+func TestWriterStagesNothingWithoutTheSecretsNumber(t *testing.T) {
+	w, api, disk := newFakes(t)
+	api.fail["get"] = errors.New("connection refused")
+	if _, err := w.Write(payload("a")); err == nil || w.PublishErr() == nil {
+		t.Fatalf("write with the API down: %v, PublishErr %v", err, w.PublishErr())
+	}
+	if disk.live != 0 {
+		t.Fatalf("staged generation %d without the Secret's number", disk.live)
+	}
+}
+
+func TestGenerationAnnotation(t *testing.T) {
+	for ann, want := range map[string]int64{"": 0, "7": 7, "-3": 0, "x": 0} {
+		api := &fakeSecrets{objs: map[string]*corev1.Secret{}, fail: map[string]error{}}
+		if ann != "" {
+			api.objs["wallet"] = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wallet", Annotations: map[string]string{AnnotationGeneration: ann}}}
+		}
+		sink, err := New(Config{Namespace: "ns", Name: "wallet"}, api, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := sink.Generation(context.Background()); err != nil || got != want {
+			t.Errorf("annotation %q: %d, %v; want %d", ann, got, err, want)
+		}
+	}
+}
