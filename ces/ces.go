@@ -148,6 +148,9 @@ func New(cfg Config) (*Client, error) {
 		if err := cfg.Registerer.Register(tlsExpiry{c}); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return nil, fmt.Errorf("ces: register %s: %w", tlsExpiryName, err)
 		}
+		if err := cfg.Registerer.Register(tokenExpiry{c}); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return nil, fmt.Errorf("ces: register %s: %w", tokenExpiryName, err)
+		}
 	}
 	return c, nil
 }
@@ -522,13 +525,52 @@ func (c *Client) token(ctx context.Context) (*oauth2.Token, error) {
 	if t := c.cachedToken(); t != nil {
 		return t, nil
 	}
+	return c.fetchToken(ctx, c.cachedToken)
+}
+
+// RenewToken fetches a fresh IAM token even while the cached one is still
+// valid, caches it for every later call, and returns its expiry (zero when
+// IAM gave none). Fleet mode's followers call it ahead of expiry, so that
+// the first fetch after a takeover needs no IAM round trip. The token
+// itself never leaves the Client.
+func (c *Client) RenewToken(ctx context.Context) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	c.tokMu.Lock()
+	old := c.tok
+	c.tokMu.Unlock()
+	// A token another caller fetched while this one waited is as fresh.
+	tok, err := c.fetchToken(ctx, func() *oauth2.Token {
+		if t := c.cachedToken(); t != old {
+			return t
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return tok.Expiry, nil
+}
+
+// TokenExpiry is the expiry of the cached token, and false when no valid
+// token is cached. A zero time with true is a token without expiry.
+func (c *Client) TokenExpiry() (time.Time, bool) {
+	if t := c.cachedToken(); t != nil {
+		return t.Expiry, true
+	}
+	return time.Time{}, false
+}
+
+// fetchToken gets a token from IAM, one fetch at a time; reuse, checked
+// once the fetch slot is ours, returns a token that makes the fetch moot.
+func (c *Client) fetchToken(ctx context.Context, reuse func() *oauth2.Token) (*oauth2.Token, error) {
 	select {
 	case c.tokSem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, transportError(ctx, OpToken, ctx.Err(), "waiting for a token fetch")
 	}
 	defer func() { <-c.tokSem }()
-	if t := c.cachedToken(); t != nil {
+	if t := reuse(); t != nil {
 		return t, nil
 	}
 	start := time.Now()

@@ -736,3 +736,80 @@ func TestTLSCertificateExpiryMetric(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRenewToken: a renewal fetches a new token even while the cached one is
+// valid, and the next call uses it without another IAM round trip; the
+// expiry is exported, the token never.
+func TestRenewToken(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := newFake(t)
+	c := f.client(func(cfg *Config) { cfg.Registerer = reg })
+	if _, ok := c.TokenExpiry(); ok {
+		t.Fatal("a token before any fetch")
+	}
+	if n, err := testutil.GatherAndCount(reg, tokenExpiryName); err != nil || n != 0 {
+		t.Fatalf("before any token: %d series (%v), want none", n, err)
+	}
+	before := time.Now()
+	exp, err := c.RenewToken(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp.Before(before.Add(59*time.Minute)) || exp.After(time.Now().Add(time.Hour)) {
+		t.Errorf("expiry %v, want about an hour from now", exp)
+	}
+	if got, ok := c.TokenExpiry(); !ok || !got.Equal(exp) {
+		t.Errorf("TokenExpiry = %v, %v; want %v", got, ok, exp)
+	}
+	if _, err := c.RenewToken(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if tokens, _, _ := f.counts(); tokens != 2 {
+		t.Fatalf("%d tokens issued, want 2: a renewal fetches even while the cached token is valid", tokens)
+	}
+	var used string
+	f.setCES(func(w http.ResponseWriter, r *http.Request, _ int) {
+		used = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		writeJSON(w, 200, `{"endpoints":[]}`)
+	})
+	if _, err := c.ListEndpoints(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if tokens, _, _ := f.counts(); tokens != 2 || used != f.currentToken() {
+		t.Errorf("the call after a renewal: %d tokens issued, used %q; want 2 and the renewed %q", tokens, used, f.currentToken())
+	}
+	if n, err := testutil.GatherAndCount(reg, tokenExpiryName); err != nil || n != 1 {
+		t.Fatalf("%d series of %s (%v), want 1", n, tokenExpiryName, err)
+	}
+	got, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range got {
+		if mf.GetName() == tokenExpiryName {
+			now, _ := c.TokenExpiry()
+			if v := mf.GetMetric()[0].GetGauge().GetValue(); int64(v) != now.Unix() {
+				t.Errorf("%s = %v, want %d", tokenExpiryName, v, now.Unix())
+			}
+		}
+		if strings.Contains(mf.String(), tokenPrefix) {
+			t.Errorf("%s carries a token", mf.GetName())
+		}
+	}
+}
+
+func TestRenewTokenError(t *testing.T) {
+	f := newFake(t)
+	c := f.client(nil)
+	f.setToken(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 401, `{"error":"invalid_client"}`)
+	})
+	_, err := c.RenewToken(ctxT(t))
+	var e *Error
+	if !errors.As(err, &e) || e.Op != OpToken {
+		t.Fatalf("err = %v, want a token *Error", err)
+	}
+	if _, ok := c.TokenExpiry(); ok {
+		t.Error("a token after a failed renewal")
+	}
+}

@@ -70,3 +70,20 @@ func (t tlsExpiry) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(tlsExpiryDesc, prometheus.GaugeValue, float64(na.Unix()))
 	}
 }
+
+const tokenExpiryName = "cesd_iam_token_expiration_timestamp_seconds"
+
+var tokenExpiryDesc = prometheus.NewDesc(tokenExpiryName,
+	"Expiry of the IAM access token cesd holds; absent while it holds none (or one without expiry). In fleet mode a follower renews its token ahead of time, so a takeover needs no IAM round trip.",
+	nil, nil)
+
+// tokenExpiry exports the cached token's expiry, never the token.
+type tokenExpiry struct{ c *Client }
+
+func (t tokenExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- tokenExpiryDesc }
+
+func (t tokenExpiry) Collect(ch chan<- prometheus.Metric) {
+	if exp, ok := t.c.TokenExpiry(); ok && !exp.IsZero() {
+		ch <- prometheus.MustNewConstMetric(tokenExpiryDesc, prometheus.GaugeValue, float64(exp.Unix()))
+	}
+}
