@@ -53,9 +53,9 @@ func Backoff(attempt int, base, max, retryAfter time.Duration, r float64) time.D
 	return d
 }
 
-// retryDelay is Backoff applied to an error: it honours the Retry-After of a
+// RetryDelay is Backoff applied to an error: it honours the Retry-After of a
 // *ces.Error and pauses at least a minute after an IAM 429.
-func retryDelay(err error, attempt int, base, max time.Duration, r float64) time.Duration {
+func RetryDelay(err error, attempt int, base, max time.Duration, r float64) time.Duration {
 	var ra time.Duration
 	var ce *ces.Error
 	if errors.As(err, &ce) {

@@ -76,8 +76,8 @@ func TestRetryDelay(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := retryDelay(tt.err, 0, base, max, 0.5); got != tt.want {
-				t.Fatalf("retryDelay = %v, want %v", got, tt.want)
+			if got := RetryDelay(tt.err, 0, base, max, 0.5); got != tt.want {
+				t.Fatalf("RetryDelay = %v, want %v", got, tt.want)
 			}
 		})
 	}

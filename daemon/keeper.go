@@ -52,7 +52,7 @@ func (d *Daemon) runKeeper(ctx context.Context) error {
 			return nil
 		default:
 			failures++
-			wait = retryDelay(err, failures-1, d.cfg.BackoffBase, d.cfg.BackoffMax, d.random())
+			wait = RetryDelay(err, failures-1, d.cfg.BackoffBase, d.cfg.BackoffMax, d.random())
 			sig := errSignature(err)
 			fields := append(errFields(err), zap.Int("attempt", failures), zap.Duration("retry_in", wait))
 			if shouldLog(failures, sig != lastSig) {

@@ -17,7 +17,7 @@ import (
 const verifyTTL = time.Second
 
 type opsServer struct {
-	srv   *http.Server
+	h     http.Handler
 	ln    net.Listener
 	grace time.Duration
 }
@@ -32,33 +32,35 @@ func (d *Daemon) listenOps() (*opsServer, error) {
 	d.mu.Lock()
 	d.opsAddr = ln.Addr()
 	d.mu.Unlock()
-	return &opsServer{
-		srv: &http.Server{
-			Handler:           d.OpsHandler(),
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       60 * time.Second,
-			MaxHeaderBytes:    16 << 10,
-		},
-		ln: ln,
-		// Half the budget: a stuck scrape must not eat the whole shutdown.
-		grace: d.cfg.ShutdownTimeout / 2,
-	}, nil
+	// Half the budget: a stuck scrape must not eat the whole shutdown.
+	return &opsServer{h: d.OpsHandler(), ln: ln, grace: d.cfg.ShutdownTimeout / 2}, nil
 }
 
-func (o *opsServer) run(ctx context.Context) error {
+func (o *opsServer) run(ctx context.Context) error { return ServeOps(ctx, o.ln, o.h, o.grace) }
+
+// ServeOps serves an ops handler on ln until ctx ends, then shuts down,
+// giving requests in flight grace to finish. Fleet mode's standby serves a
+// follower's ops listener with it too.
+func ServeOps(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- o.srv.Serve(o.ln) }()
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.grace)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
-	if err := o.srv.Shutdown(sctx); err != nil {
-		o.srv.Close()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)

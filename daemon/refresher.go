@@ -82,7 +82,7 @@ func (r *refresher) run(ctx context.Context) error {
 		}
 		r.q.requeue(b) // a failed trigger is retried, never dropped
 		failures++
-		retry = retryDelay(err, failures-1, r.base, r.max, r.rand())
+		retry = RetryDelay(err, failures-1, r.base, r.max, r.rand())
 		k, _ := ces.KindOf(err)
 		paused = k == ces.KindRateLimited
 		if r.onFailure != nil {

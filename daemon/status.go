@@ -12,8 +12,9 @@ import (
 // Status is what GET /status on the ops listener answers and `cesd status`
 // prints: what is live, how the last refresh went and what comes next. It
 // holds no secret by construction: no password, no token, and endpoints
-// without their userinfo or query. Fields are only ever added (fleet mode
-// will add who holds the Lease), so older `cesd status` binaries still read it.
+// without their userinfo or query. Fields are only ever added, so older
+// `cesd status` binaries still read it. In fleet mode a follower answers it
+// too (package standby), with Leader and Standby and no wallet fields.
 type Status struct {
 	Healthy bool `json:"healthy"`
 	// Problems say why the daemon is not healthy; Warnings are worth a look
@@ -38,13 +39,47 @@ type Status struct {
 	Hook     *ActionStatus   `json:"hook,omitempty"`     // the last on_change run
 	Reload   *ActionStatus   `json:"reload,omitempty"`   // the last reload_signal
 	Leader   *LeaderStatus   `json:"leader,omitempty"`   // fleet mode only
+	Standby  *StandbyStatus  `json:"standby,omitempty"`  // fleet mode, on a follower only
 }
 
-// LeaderStatus says who holds fleet mode's Lease. The daemon runs only on
-// the holder, so Identity is the holder whenever /status answers.
+// LeaderStatus says who holds fleet mode's Lease, as this replica last saw
+// it. The leader's daemon and a follower's standby both answer /status.
 type LeaderStatus struct {
-	Holder   string `json:"holder"`
+	Role     string `json:"role"`     // RoleLeader or RoleFollower
+	Holder   string `json:"holder"`   // "" until a holder is seen
 	Identity string `json:"identity"` // this replica
+}
+
+// Fleet mode's roles in LeaderStatus.Role.
+const (
+	RoleLeader   = "leader"
+	RoleFollower = "follower"
+)
+
+// StandbyStatus is a follower's readiness to take over: an IAM token held
+// (its expiry, never the token) and its Kubernetes access checked.
+type StandbyStatus struct {
+	Warm   bool          `json:"warm"`
+	Token  TokenStatus   `json:"token"`
+	Checks []CheckStatus `json:"checks"`
+}
+
+// TokenStatus is the IAM token a follower keeps for its takeover.
+type TokenStatus struct {
+	Held        bool         `json:"held"`
+	Expiry      time.Time    `json:"expiry,omitzero"`
+	RenewedAt   time.Time    `json:"renewedAt,omitzero"`
+	NextRenewal time.Time    `json:"nextRenewal,omitzero"`
+	LastError   *ErrorStatus `json:"lastError,omitempty"`
+}
+
+// CheckStatus is one check of a follower's access to the API server, such
+// as reading the Secret it will write.
+type CheckStatus struct {
+	Name      string       `json:"name"`
+	OK        bool         `json:"ok"`
+	CheckedAt time.Time    `json:"checkedAt,omitzero"`
+	LastError *ErrorStatus `json:"lastError,omitempty"`
 }
 
 // LiveStatus is the generation readers see.
@@ -234,7 +269,7 @@ func (d *Daemon) Status() Status {
 	}
 	b.mu.Unlock()
 	if d.lease != nil {
-		s.Leader = &LeaderStatus{Holder: d.lease.Holder(), Identity: d.lease.Identity()}
+		s.Leader = &LeaderStatus{Role: RoleLeader, Holder: d.lease.Holder(), Identity: d.lease.Identity()}
 	}
 
 	if readyErr != nil {

@@ -91,7 +91,7 @@ func TestStatusLeader(t *testing.T) {
 			t.Fatal(err)
 		}
 		js, _ := json.Marshal(d.Status())
-		has := strings.Contains(string(js), `"leader":{"holder":"cesd-b","identity":"cesd-b"}`)
+		has := strings.Contains(string(js), `"leader":{"role":"leader","holder":"cesd-b","identity":"cesd-b"}`)
 		if has != (lease != nil) || (lease == nil && strings.Contains(string(js), `"leader"`)) {
 			t.Errorf("lease %v: status %s", lease, js)
 		}

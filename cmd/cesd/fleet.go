@@ -4,26 +4,24 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon"
 	"github.com/cesd/cesd/daemon/leader"
 	"github.com/cesd/cesd/daemon/refresh"
+	"github.com/cesd/cesd/daemon/standby"
 	"github.com/cesd/cesd/wallet"
 	"github.com/cesd/cesd/wallet/kubesecret"
 )
@@ -35,8 +33,10 @@ const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namesp
 const fleetBuilt = true
 
 // newFleet builds the Kubernetes client (kubeconfig, or in-cluster when
-// empty) and fleet mode's parts; identity is POD_NAME or the hostname.
-func newFleet(cfg *Config, identity string, reg prometheus.Registerer, log *zap.Logger) (fleet, error) {
+// empty) and fleet mode's parts; identity is POD_NAME or the hostname. A
+// follower keeps client's IAM token fresh, so the daemon finds it at once
+// when this replica takes over.
+func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.Registry, log *zap.Logger) (fleet, error) {
 	if cfg.SecretName == "" {
 		return fleet{}, nil
 	}
@@ -52,14 +52,14 @@ func newFleet(cfg *Config, identity string, reg prometheus.Registerer, log *zap.
 	}
 	rc.Timeout = cfg.RequestTimeout
 	rc.UserAgent = "cesd"
-	client, err := kubernetes.NewForConfig(rc)
+	kc, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fleet{}, fmt.Errorf("kubernetes client: %w", err)
 	}
 	// client-go logs through klog in its own text format; cesd's logs are
 	// JSON, and the elector reports what matters through zap.
 	klog.SetLogger(logr.Discard())
-	sink, err := kubesecret.New(kubesecret.Config{Namespace: ns, Name: cfg.SecretName, Labels: cfg.SecretLabels}, client.CoreV1(), log.Named("secret"))
+	sink, err := kubesecret.New(kubesecret.Config{Namespace: ns, Name: cfg.SecretName, Labels: cfg.SecretLabels}, kc.CoreV1(), log.Named("secret"))
 	if err != nil {
 		return fleet{}, &configError{Key: "secret_name", Msg: err.Error()}
 	}
@@ -68,13 +68,19 @@ func newFleet(cfg *Config, identity string, reg prometheus.Registerer, log *zap.
 		if identity == "" {
 			return fleet{}, &configError{Key: "lease_name", Msg: "no identity: set env POD_NAME"}
 		}
-		e, err := leader.New(leader.Config{Namespace: ns, LeaseName: cfg.LeaseName, Identity: identity}, client, reg, log.Named("leader"))
+		e, err := leader.New(leader.Config{Namespace: ns, LeaseName: cfg.LeaseName, Identity: identity}, kc, reg, log.Named("leader"))
 		if err != nil {
 			return fleet{}, err
 		}
 		f.lease = e
-		f.run = func(ctx context.Context, d *daemon.Daemon, metricsListen string, gat prometheus.Gatherer, log *zap.Logger) error {
-			return runLeading(ctx, e, d, metricsListen, gat, log)
+		checks := []standby.Check{{Name: "secret " + ns + "/" + cfg.SecretName, Run: sink.Check}}
+		sb, err := standby.New(standby.Config{WalletDir: cfg.WalletDir, CheckTimeout: cfg.RequestTimeout},
+			standby.Deps{Token: client, Checks: checks, Lease: e, Gatherer: reg, Registerer: reg, Logger: log.Named("standby")})
+		if err != nil {
+			return fleet{}, err
+		}
+		f.run = func(ctx context.Context, d *daemon.Daemon, metricsListen string, log *zap.Logger) error {
+			return runLeading(ctx, e, sb, d, metricsListen, log)
 		}
 	}
 	return f, nil
@@ -104,25 +110,23 @@ func kubeConfig(path string) (*rest.Config, string, error) {
 	return rc, ns, nil
 }
 
-// runLeading runs the daemon only while this replica holds the Lease. A
-// follower serves /metrics and /healthz, and answers /readyz 503, so the
-// callback Service routes CES's callbacks to the leader alone. Once leading
-// the follower's listener makes way for the daemon's own. Losing the Lease
-// ends the process (ErrLost); the restarted container comes back a
-// follower, with nothing of the old term left over.
-func runLeading(ctx context.Context, e *leader.Elector, d *daemon.Daemon, metricsListen string, gat prometheus.Gatherer, log *zap.Logger) error {
-	fctx, stopFollower := context.WithCancel(ctx)
-	followerDone := make(chan error, 1)
+// runLeading runs the daemon only while this replica holds the Lease. Until
+// then the standby keeps this replica warm and serves the ops listener
+// (/status says "follower" and who leads); once leading, its listener makes
+// way for the daemon's own, and the daemon's first fetch uses the token the
+// standby kept. Losing the Lease ends the process (ErrLost); the restarted
+// container comes back a follower, with nothing of the old term left over.
+func runLeading(ctx context.Context, e *leader.Elector, sb *standby.Standby, d *daemon.Daemon, metricsListen string, log *zap.Logger) error {
+	var ln net.Listener
 	if metricsListen != "" {
-		ln, err := net.Listen("tcp", metricsListen)
-		if err != nil {
-			stopFollower()
+		var err error
+		if ln, err = net.Listen("tcp", metricsListen); err != nil {
 			return fmt.Errorf("metrics_listen: %w", err)
 		}
-		go func() { followerDone <- serveFollower(fctx, ln, e, gat) }()
-	} else {
-		followerDone <- nil
 	}
+	fctx, stopFollower := context.WithCancel(ctx)
+	followerDone := make(chan error, 1)
+	go func() { followerDone <- sb.Run(fctx, ln) }()
 	stopped := false
 	stop := func() error {
 		if stopped {
@@ -142,34 +146,4 @@ func runLeading(ctx context.Context, e *leader.Elector, d *daemon.Daemon, metric
 		err = serr
 	}
 	return err
-}
-
-func serveFollower(ctx context.Context, ln net.Listener, e *leader.Elector, gat prometheus.Gatherer) error {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gat, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "not ready: follower; the lease holder is %q\n", e.Holder())
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

@@ -5,6 +5,8 @@ package main
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/cesd/cesd/ces"
 )
 
 // fleetBuilt: this binary has fleet mode (go build -tags fleet).
@@ -16,7 +18,7 @@ const fleetBuilt = false
 const errNoFleet = "this cesd was built without fleet mode; build with `go build -tags fleet ./cmd/cesd` (see docs/deploy-kubernetes.md)"
 
 // newFleet without fleet mode: nothing to wire, and a fleet key is an error.
-func newFleet(cfg *Config, _ string, _ prometheus.Registerer, _ *zap.Logger) (fleet, error) {
+func newFleet(cfg *Config, _ string, _ *ces.Client, _ *prometheus.Registry, _ *zap.Logger) (fleet, error) {
 	switch {
 	case cfg.SecretName != "":
 		return fleet{}, &configError{Key: "secret_name", Msg: errNoFleet}

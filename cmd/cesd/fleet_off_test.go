@@ -35,13 +35,13 @@ func TestFleetKeysNeedTheFleetBuild(t *testing.T) {
 		"secret_name": {SecretName: "wallet", LeaseName: "cesd"},
 		"lease_name":  {LeaseName: "cesd"},
 	} {
-		_, err := newFleet(cfg, "pod-0", nil, nil)
+		_, err := newFleet(cfg, "pod-0", nil, nil, nil)
 		var ce *configError
 		if !errors.As(err, &ce) || ce.Key != key || !strings.Contains(err.Error(), "-tags fleet") {
 			t.Errorf("%s: err = %v, want a config error on %s naming -tags fleet", key, err, key)
 		}
 	}
-	if f, err := newFleet(&Config{}, "", nil, nil); err != nil || f.writer != nil || f.run != nil || f.lease != nil {
+	if f, err := newFleet(&Config{}, "", nil, nil, nil); err != nil || f.writer != nil || f.run != nil || f.lease != nil {
 		t.Fatalf("outside fleet mode: %+v, %v", f, err)
 	}
 }

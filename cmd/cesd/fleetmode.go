@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/cesd/cesd/daemon"
@@ -20,7 +19,7 @@ type fleet struct {
 	writer func(disk *wallet.Writer) refresh.Writer // the Secret sink over disk; nil without secret_name
 	lease  daemon.Lease                             // who leads, for /status; nil without lease_name
 	// run runs the daemon only while this replica leads; nil without lease_name.
-	run func(ctx context.Context, d *daemon.Daemon, metricsListen string, gat prometheus.Gatherer, log *zap.Logger) error
+	run func(ctx context.Context, d *daemon.Daemon, metricsListen string, log *zap.Logger) error
 }
 
 // leaseIdentity names this replica in the Lease: POD_NAME (from the downward

@@ -45,11 +45,16 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	reg := newRegistry()
-	fl, err := newFleet(cfg, leaseIdentity(env), reg, log)
+	cc.Registerer = reg
+	client, err := ces.New(cc)
+	if err != nil {
+		return c.failRun(fmt.Errorf("ces client: %w", err))
+	}
+	fl, err := newFleet(cfg, leaseIdentity(env), client, reg, log)
 	if err != nil {
 		return c.failRun(err)
 	}
-	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{systemd: sd, watchdog: watchdog, signals: hup, secret: fl.writer, lease: fl.lease})
+	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{client: client, systemd: sd, watchdog: watchdog, signals: hup, secret: fl.writer, lease: fl.lease})
 	var ce *configError
 	if errors.As(err, &ce) {
 		return c.failRun(err) // found while wiring (an unsafe wallet_dir): still a config error
@@ -57,7 +62,7 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	if err == nil {
 		defer callback.Close()
 		if fl.run != nil {
-			err = fl.run(ctx, d, cfg.MetricsListen, reg, log)
+			err = fl.run(ctx, d, cfg.MetricsListen, log)
 		} else {
 			err = d.Run(ctx)
 		}
@@ -84,6 +89,7 @@ func prometheusCollectors() []prometheus.Collector {
 // extras are what a command adds to the daemon beyond the config: systemd,
 // SIGHUP, more swap observers (the demo's narrator).
 type extras struct {
+	client    *ces.Client        // nil: build one from cc
 	systemd   *sdnotify.Notifier // nil: not under systemd
 	watchdog  time.Duration      // WatchdogSec; 0: no watchdog
 	signals   <-chan os.Signal   // each forces a refresh
@@ -97,10 +103,13 @@ type extras struct {
 // callback listener (nil in poll-only mode) is the caller's to Close once the
 // daemon has run: Close is a no-op once Run started it.
 func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Registerer, gat prometheus.Gatherer, ex extras) (*daemon.Daemon, *notify.Server, error) {
-	cc.Registerer = reg
-	client, err := ces.New(cc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ces client: %w", err)
+	client := ex.client
+	if client == nil {
+		cc.Registerer = reg
+		var err error
+		if client, err = ces.New(cc); err != nil {
+			return nil, nil, fmt.Errorf("ces client: %w", err)
+		}
 	}
 	w, err := newWriter(cfg, log)
 	if err != nil {

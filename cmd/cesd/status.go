@@ -98,7 +98,16 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "cesd\t%s, wallet %s\n", state, s.WalletDir)
 	if l := s.Leader; l != nil {
-		fmt.Fprintf(tw, "leader\t%s (this replica is %s)\n", strconv.QuoteToASCII(l.Holder), strconv.QuoteToASCII(l.Identity))
+		holder := "none seen yet"
+		if l.Holder != "" {
+			holder = strconv.QuoteToASCII(l.Holder)
+		}
+		fmt.Fprintf(tw, "leader\t%s (this replica is %s, the %s)\n", holder, strconv.QuoteToASCII(l.Identity), l.Role)
+	}
+	if sb := s.Standby; sb != nil {
+		printStandby(tw, sb, s, when)
+		tw.Flush()
+		return
 	}
 	if l := s.Live; l != nil {
 		valid := "no certificate dates from CES"
@@ -155,6 +164,48 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	}
 	tw.Flush()
 }
+
+// printStandby is a follower's summary: how ready it is to take over.
+func printStandby(tw io.Writer, sb *daemon.StandbyStatus, s *daemon.Status, when func(time.Time) string) {
+	warm := "warm: ready to take over"
+	if !sb.Warm {
+		warm = "NOT warm"
+	}
+	fmt.Fprintf(tw, "standby\t%s\n", warm)
+	tok := "none held"
+	if sb.Token.Held {
+		tok = "held until " + when(sb.Token.Expiry)
+		if sb.Token.Expiry.IsZero() {
+			tok = "held, without expiry"
+		}
+	}
+	if !sb.Token.NextRenewal.IsZero() {
+		tok += "; next renewal " + when(sb.Token.NextRenewal)
+	}
+	fmt.Fprintf(tw, "IAM token\t%s\n", tok)
+	if e := sb.Token.LastError; e != nil {
+		fmt.Fprintf(tw, "  last error\t%s: %s\n", when(e.At), oneLine(e.Error))
+		if e.Hint != "" {
+			fmt.Fprintf(tw, "  hint\t%s\n", e.Hint)
+		}
+	}
+	for _, c := range sb.Checks {
+		res := "not run yet"
+		switch {
+		case c.LastError != nil:
+			res = "FAILED " + when(c.CheckedAt) + ": " + oneLine(c.LastError.Error)
+		case c.OK:
+			res = "ok " + when(c.CheckedAt)
+		}
+		fmt.Fprintf(tw, "check\t%s: %s\n", c.Name, res)
+	}
+	for _, p := range s.Problems {
+		fmt.Fprintf(tw, "PROBLEM\t%s\n", oneLine(p))
+	}
+}
+
+// oneLine keeps an error from the API server from forging summary lines.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // ago says how far t is from now, in the past or the future, to the second.
 func ago(t, now time.Time) string {

@@ -196,3 +196,52 @@ func TestStatusWithoutCertificateDates(t *testing.T) {
 		t.Fatalf("a wallet name from CES forged a line:\n%s", b.String())
 	}
 }
+
+// TestStatusOfAFollower: a fleet-mode follower's summary says who leads,
+// that this replica follows, and how warm it is; no wallet lines.
+func TestStatusOfAFollower(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name string
+		st   daemon.Status
+		want []string
+		not  []string
+	}{{
+		name: "warm",
+		st: daemon.Status{Now: now, Healthy: true, WalletDir: "/wallet",
+			Leader: &daemon.LeaderStatus{Role: daemon.RoleFollower, Holder: "cesd-a", Identity: "cesd-b"},
+			Standby: &daemon.StandbyStatus{Warm: true,
+				Token:  daemon.TokenStatus{Held: true, Expiry: now.Add(50 * time.Minute), RenewedAt: now.Add(-10 * time.Minute), NextRenewal: now.Add(35 * time.Minute)},
+				Checks: []daemon.CheckStatus{{Name: "secret fleet/oracle-wallet", OK: true, CheckedAt: now.Add(-20 * time.Second)}}}},
+		want: []string{"cesd healthy", `leader "cesd-a" (this replica is "cesd-b", the follower)`, "standby warm: ready to take over",
+			"IAM token held until 2026-12-02 12:50:00 UTC (in 50m0s); next renewal", "check secret fleet/oracle-wallet: ok", "(20s ago)"},
+		not: []string{"live", "last refresh", "next poll", "PROBLEM"},
+	}, {
+		name: "cold",
+		st: daemon.Status{Now: now, WalletDir: "/wallet",
+			Leader: &daemon.LeaderStatus{Role: daemon.RoleFollower, Identity: "cesd-b"},
+			Standby: &daemon.StandbyStatus{
+				Token:  daemon.TokenStatus{LastError: &daemon.ErrorStatus{At: now, Error: "token: HTTP 401", Hint: "check client_id"}},
+				Checks: []daemon.CheckStatus{{Name: "secret fleet/oracle-wallet", CheckedAt: now, LastError: &daemon.ErrorStatus{At: now, Error: "forbidden\nforged line"}}}},
+			Problems: []string{"no IAM token held for a takeover: token: HTTP 401"}},
+		want: []string{"UNHEALTHY", "leader none seen yet", "standby NOT warm", "IAM token none held", "last error", "token: HTTP 401",
+			"hint check client_id", "check secret fleet/oracle-wallet: FAILED", "forbidden forged line", "PROBLEM no IAM token held"},
+		not: []string{"\nforged line"},
+	}} {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			printStatus(&b, &tt.st)
+			got := squeeze(b.String())
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("summary lacks %q:\n%s", w, b.String())
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(b.String(), n) {
+					t.Errorf("summary has %q:\n%s", n, b.String())
+				}
+			}
+		})
+	}
+}

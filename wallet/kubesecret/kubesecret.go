@@ -96,6 +96,16 @@ func New(cfg Config, client corev1client.SecretsGetter, log *zap.Logger) (*Sink,
 	return &Sink{cfg: cfg, secrets: client.Secrets(cfg.Namespace), log: log}, nil
 }
 
+// Check reads the Secret as the leader does before each write: a follower
+// proves with it, ahead of a takeover, that its credentials and the Role
+// reach the Secret.
+func (s *Sink) Check(ctx context.Context) error {
+	if _, err := s.secrets.Get(ctx, s.cfg.Name, metav1.GetOptions{}); err != nil {
+		return fmt.Errorf("kubesecret: get secret %s/%s: %w", s.cfg.Namespace, s.cfg.Name, err)
+	}
+	return nil
+}
+
 // Generation is one wallet generation as Secret data.
 type Generation struct {
 	Number             int64

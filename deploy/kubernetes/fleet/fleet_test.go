@@ -46,6 +46,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/cesd/cesd/ces/cestest"
+	"github.com/cesd/cesd/daemon"
 	"github.com/cesd/cesd/deploy/internal/fieldtest"
 	"github.com/cesd/cesd/wallet"
 	"github.com/cesd/cesd/wallet/kubesecret"
@@ -229,11 +230,70 @@ func TestFleet(t *testing.T) {
 			}
 		}
 	}
-	status := exec.Command(bin, "status", "--metrics-listen", leader.metrics)
-	status.Env = cleanEnv()
-	if out, err := status.CombinedOutput(); err != nil ||
-		!strings.Contains(string(out), fmt.Sprintf("%q (this replica is %q)", leaderID, leaderID)) {
-		t.Errorf("cesd status on the leader does not name it: %v\n%s", err, out)
+	var follower *replica
+	for id, r := range reps {
+		if id != leaderID {
+			follower = r
+		}
+	}
+	t.Log("the follower is warm: it holds an IAM token of its own and can read the Secret")
+	fieldtest.Wait(t, time.Minute, "the follower warm", func() (bool, string) {
+		st, err := jsonStatus(follower.metrics)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Healthy && st.Standby != nil && st.Standby.Warm, fmt.Sprintf("%+v", st.Standby)
+	})
+	if n := sim.TokensIssued(); n != 2 {
+		t.Errorf("the simulator issued %d IAM tokens, want 2: one for the leader, one for the warm follower", n)
+	}
+	for _, r := range []*replica{leader, follower} {
+		fams, err := fieldtest.Metrics(r.metrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := fieldtest.Sum(fams, "cesd_ces_requests_total", map[string]string{"operation": "token", "code": "200"}); n != 1 {
+			t.Errorf("%s fetched %v IAM tokens, want 1", r.id, n)
+		}
+		if fieldtest.Sum(fams, "cesd_iam_token_expiration_timestamp_seconds", nil) < float64(time.Now().Add(50*time.Minute).Unix()) {
+			t.Errorf("%s exports no IAM token expiry about an hour ahead", r.id)
+		}
+		warm := 0.0
+		if r == follower {
+			warm = 1
+		}
+		if got := fieldtest.Sum(fams, "cesd_follower_warm", nil); got != warm {
+			t.Errorf("%s: cesd_follower_warm = %v, want %v", r.id, got, warm)
+		}
+	}
+	t.Log("cesd status on every replica names the same leader")
+	for _, r := range []*replica{leader, follower} {
+		role := "leader"
+		if r == follower {
+			role = "follower"
+		}
+		status := exec.Command(bin, "status", "--metrics-listen", r.metrics)
+		status.Env = cleanEnv()
+		raw, err := status.CombinedOutput()
+		out := strings.Join(strings.Fields(string(raw)), " ") // the table's padding aside
+		if want := fmt.Sprintf("%q (this replica is %q, the %s)", leaderID, r.id, role); err != nil || !strings.Contains(out, want) {
+			t.Errorf("cesd status on %s lacks %s: %v\n%s", r.id, want, err, raw)
+		}
+		if r == follower && (!strings.Contains(out, "standby warm: ready to take over") || !strings.Contains(out, "check secret fleet/oracle-wallet: ok")) {
+			t.Errorf("cesd status on the follower does not say it is warm:\n%s", raw)
+		}
+		if strings.Contains(out, clientSecret) {
+			t.Errorf("cesd status on %s shows the client secret", r.id)
+		}
+		status = exec.Command(bin, "status", "--json", "--metrics-listen", r.metrics)
+		status.Env = cleanEnv()
+		if raw, err = status.Output(); err != nil {
+			t.Errorf("cesd status --json on %s: %v", r.id, err)
+		}
+		var st daemon.Status
+		if err := json.Unmarshal(raw, &st); err != nil || st.Leader == nil || st.Leader.Holder != leaderID || st.Leader.Identity != r.id || st.Leader.Role != role {
+			t.Errorf("cesd status --json on %s: %v %s", r.id, err, raw)
+		}
 	}
 	if code := readyz(leader.metrics); code != http.StatusOK {
 		t.Errorf("leader /readyz = %d", code)
@@ -270,9 +330,17 @@ func TestFleet(t *testing.T) {
 		return ok && leaderID != leader.id, why
 	})
 	fieldtest.Wait(t, time.Minute, "rotation 2 in the Secret", secretIs(sim.Current()))
+	fams, err := fieldtest.Metrics(reps[leaderID].metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := fieldtest.Sum(fams, "cesd_ces_requests_total", map[string]string{"operation": "token"}); n != 1 || sim.TokensIssued() != 2 {
+		t.Errorf("the new leader made %v IAM token requests, the simulator issued %d tokens in all: "+
+			"want 1 and 2 (its takeover fetch used the token it kept warm)", n, sim.TokensIssued())
+	}
 	sim.Rotate("credentials")
 	fieldtest.Wait(t, time.Minute, "rotation 3 (by callback to the new leader) in the Secret", secretIs(sim.Current()))
-	fams, err := fieldtest.Metrics(reps[leaderID].metrics)
+	fams, err = fieldtest.Metrics(reps[leaderID].metrics)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,6 +360,20 @@ func TestFleet(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// jsonStatus is a replica's GET /status.
+func jsonStatus(addr string) (*daemon.Status, error) {
+	resp, err := http.Get("http://" + addr + "/status")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st daemon.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil, fmt.Errorf("/status: %w", err)
+	}
+	return &st, nil
+}
 
 func readyz(addr string) int {
 	resp, err := http.Get("http://" + addr + "/readyz")
