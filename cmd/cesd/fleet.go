@@ -4,15 +4,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -52,14 +55,14 @@ func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.
 	}
 	rc.Timeout = cfg.RequestTimeout
 	rc.UserAgent = "cesd"
-	kc, err := kubernetes.NewForConfig(rc)
+	kc, err := newKubeClients(rc)
 	if err != nil {
 		return fleet{}, fmt.Errorf("kubernetes client: %w", err)
 	}
 	// client-go logs through klog in its own text format; cesd's logs are
 	// JSON, and the elector reports what matters through zap.
 	klog.SetLogger(logr.Discard())
-	sink, err := kubesecret.New(kubesecret.Config{Namespace: ns, Name: cfg.SecretName, Labels: cfg.SecretLabels}, kc.CoreV1(), log.Named("secret"))
+	sink, err := kubesecret.New(kubesecret.Config{Namespace: ns, Name: cfg.SecretName, Labels: cfg.SecretLabels}, kc.core, log.Named("secret"))
 	if err != nil {
 		return fleet{}, &configError{Key: "secret_name", Msg: err.Error()}
 	}
@@ -68,7 +71,7 @@ func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.
 		if identity == "" {
 			return fleet{}, &configError{Key: "lease_name", Msg: "no identity: set env POD_NAME"}
 		}
-		e, err := leader.New(leader.Config{Namespace: ns, LeaseName: cfg.LeaseName, Identity: identity}, kc, reg, log.Named("leader"))
+		e, err := leader.New(leader.Config{Namespace: ns, LeaseName: cfg.LeaseName, Identity: identity}, kc.coordination, reg, log.Named("leader"))
 		if err != nil {
 			return fleet{}, err
 		}
@@ -84,6 +87,35 @@ func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.
 		}
 	}
 	return f, nil
+}
+
+// kubeClients are the typed clients of the API groups fleet mode calls,
+// sharing one HTTP client. Only these are built: kubernetes.NewForConfig
+// would build one for every API group the clientset knows. A new group is
+// one field here and one line in newKubeClients.
+type kubeClients struct {
+	core         *corev1client.CoreV1Client
+	coordination *coordinationv1client.CoordinationV1Client
+}
+
+func newKubeClients(rc *rest.Config) (kubeClients, error) {
+	hc, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		return kubeClients{}, err
+	}
+	var c kubeClients
+	err = errors.Join(
+		typedClient(&c.core, rc, hc, corev1client.NewForConfigAndClient),
+		typedClient(&c.coordination, rc, hc, coordinationv1client.NewForConfigAndClient),
+	)
+	return c, err
+}
+
+// typedClient sets *dst to a typed client of rc's server, over hc.
+func typedClient[C any](dst *C, rc *rest.Config, hc *http.Client, newFor func(*rest.Config, *http.Client) (C, error)) error {
+	c, err := newFor(rc, hc)
+	*dst = c
+	return err
 }
 
 // kubeConfig loads path, or the in-cluster config when path is empty, and

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
@@ -39,7 +39,7 @@ type Config struct {
 // Elector takes part in one election.
 type Elector struct {
 	cfg    Config
-	client kubernetes.Interface
+	client coordinationv1client.LeasesGetter
 	log    *zap.Logger
 
 	leading     prometheus.Gauge
@@ -49,8 +49,9 @@ type Elector struct {
 	holder string
 }
 
-// New registers the metrics on reg and returns an elector.
-func New(cfg Config, client kubernetes.Interface, reg prometheus.Registerer, log *zap.Logger) (*Elector, error) {
+// New registers the metrics on reg and returns an elector campaigning
+// through client (a typed coordination/v1 client).
+func New(cfg Config, client coordinationv1client.LeasesGetter, reg prometheus.Registerer, log *zap.Logger) (*Elector, error) {
 	if cfg.Namespace == "" || cfg.LeaseName == "" || cfg.Identity == "" {
 		return nil, errors.New("leader: namespace, lease name and identity are required")
 	}
@@ -107,7 +108,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: &resourcelock.LeaseLock{
 			LeaseMeta:  metav1.ObjectMeta{Namespace: e.cfg.Namespace, Name: e.cfg.LeaseName},
-			Client:     e.client.CoordinationV1(),
+			Client:     e.client,
 			LockConfig: resourcelock.ResourceLockConfig{Identity: e.cfg.Identity},
 		},
 		LeaseDuration:   e.cfg.LeaseDuration,

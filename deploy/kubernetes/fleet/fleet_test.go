@@ -59,21 +59,9 @@ const (
 )
 
 func TestFleet(t *testing.T) {
-	k := startKube(t)
-	admin := k.client(t, k.adminToken)
+	k, admin, token := startFleetNamespace(t)
 	ctx := context.Background()
-	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"rbac.yaml", "secret.yaml", "lease.yaml"} {
-		apply(t, admin, f)
-	}
-	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "cesd",
-		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("TokenRequest: %v", err)
-	}
-	sa := k.client(t, tok.Status.Token)
+	sa := k.client(t, token)
 
 	t.Run("role denies every other secret", func(t *testing.T) {
 		if _, err := sa.CoreV1().Secrets(ns).Get(ctx, secretName, metav1.GetOptions{}); err != nil {
@@ -129,14 +117,9 @@ func TestFleet(t *testing.T) {
 	})
 
 	work := t.TempDir()
-	kubeconfig := k.kubeconfig(t, work, tok.Status.Token)
+	kubeconfig := k.kubeconfig(t, work, token)
 	bin := fieldtest.BuildCesd(t, work, "fleet")
-	clientSecret := fieldtest.RandomHex(t)
-	sim := cestest.NewServer(cestest.Options{ClientSecret: clientSecret})
-	t.Cleanup(sim.Close)
-	writeFile(t, filepath.Join(work, "ca.pem"), sim.CACertPEM())
-	writeFile(t, filepath.Join(work, "client_secret"), []byte(clientSecret))
-
+	sim, clientSecret := startSim(t, work)
 	reps := map[string]*replica{}
 	for _, id := range []string{"cesd-a", "cesd-b"} {
 		reps[id] = startReplica(t, bin, work, id, kubeconfig, sim)
@@ -353,7 +336,7 @@ func TestFleet(t *testing.T) {
 				t.Errorf("%s logged a line that is not JSON: %s", r.id, line)
 			}
 		}
-		if strings.Contains(r.log.String(), clientSecret) || strings.Contains(r.log.String(), tok.Status.Token) {
+		if strings.Contains(r.log.String(), clientSecret) || strings.Contains(r.log.String(), token) {
 			t.Errorf("%s logged a secret", r.id)
 		}
 	}
@@ -375,6 +358,40 @@ func jsonStatus(addr string) (*daemon.Status, error) {
 	return &st, nil
 }
 
+// startFleetNamespace starts etcd and the apiserver, creates the fleet
+// namespace with the shipped rbac.yaml, secret.yaml and lease.yaml, and
+// mints a token for the cesd ServiceAccount through the TokenRequest API.
+func startFleetNamespace(t testing.TB) (k *kube, admin kubernetes.Interface, token string) {
+	t.Helper()
+	k = startKube(t)
+	admin = k.client(t, k.adminToken)
+	ctx := context.Background()
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"rbac.yaml", "secret.yaml", "lease.yaml"} {
+		apply(t, admin, f)
+	}
+	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "cesd",
+		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("TokenRequest: %v", err)
+	}
+	return k, admin, tok.Status.Token
+}
+
+// startSim starts the CES simulator and writes its CA and the client
+// secret into work, where startReplica looks for them.
+func startSim(t testing.TB, work string) (*cestest.Server, string) {
+	t.Helper()
+	clientSecret := fieldtest.RandomHex(t)
+	sim := cestest.NewServer(cestest.Options{ClientSecret: clientSecret})
+	t.Cleanup(sim.Close)
+	writeFile(t, filepath.Join(work, "ca.pem"), sim.CACertPEM())
+	writeFile(t, filepath.Join(work, "client_secret"), []byte(clientSecret))
+	return sim, clientSecret
+}
+
 func readyz(addr string) int {
 	resp, err := http.Get("http://" + addr + "/readyz")
 	if err != nil {
@@ -385,7 +402,7 @@ func readyz(addr string) int {
 }
 
 // apply creates the objects of one shipped manifest in ns.
-func apply(t *testing.T, c kubernetes.Interface, file string) {
+func apply(t testing.TB, c kubernetes.Interface, file string) {
 	t.Helper()
 	for _, obj := range decode(t, file) {
 		if err := createIn(context.Background(), c, ns, obj, metav1.CreateOptions{}); err != nil {
@@ -395,7 +412,7 @@ func apply(t *testing.T, c kubernetes.Interface, file string) {
 }
 
 // decode reads the objects of one manifest file.
-func decode(t *testing.T, file string) []runtime.Object {
+func decode(t testing.TB, file string) []runtime.Object {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -449,7 +466,7 @@ type kube struct {
 	url, caFile, adminToken string
 }
 
-func startKube(t *testing.T) *kube {
+func startKube(t testing.TB) *kube {
 	t.Helper()
 	apiserver := os.Getenv("CESD_KUBE_APISERVER")
 	if apiserver == "" {
@@ -498,7 +515,7 @@ func startKube(t *testing.T) *kube {
 	return k
 }
 
-func (k *kube) client(t *testing.T, token string) kubernetes.Interface {
+func (k *kube) client(t testing.TB, token string) kubernetes.Interface {
 	t.Helper()
 	c, err := kubernetes.NewForConfig(&rest.Config{Host: k.url, BearerToken: token,
 		TLSClientConfig: rest.TLSClientConfig{CAFile: k.caFile}, Timeout: 30 * time.Second})
@@ -508,7 +525,7 @@ func (k *kube) client(t *testing.T, token string) kubernetes.Interface {
 	return c
 }
 
-func (k *kube) kubeconfig(t *testing.T, dir, token string) string {
+func (k *kube) kubeconfig(t testing.TB, dir, token string) string {
 	t.Helper()
 	path := filepath.Join(dir, "kubeconfig")
 	writeFile(t, path, []byte(fmt.Sprintf(`apiVersion: v1
@@ -528,7 +545,7 @@ current-context: test
 }
 
 // start runs a background process for the test's lifetime.
-func start(t *testing.T, dir, name, bin string, args ...string) {
+func start(t testing.TB, dir, name, bin string, args ...string) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
@@ -573,7 +590,7 @@ func (r *replica) exited() bool {
 	}
 }
 
-func startReplica(t *testing.T, bin, work, id, kubeconfig string, sim *cestest.Server) *replica {
+func startReplica(t testing.TB, bin, work, id, kubeconfig string, sim *cestest.Server) *replica {
 	t.Helper()
 	r := &replica{id: id, wallet: filepath.Join(work, id), metrics: fieldtest.FreeAddr(t), done: make(chan struct{}), log: &syncBuffer{}}
 	listen := fieldtest.FreeAddr(t)
@@ -641,7 +658,7 @@ func (s *syncBuffer) String() string {
 
 var _ io.Writer = (*syncBuffer)(nil)
 
-func writeFile(t *testing.T, path string, b []byte) {
+func writeFile(t testing.TB, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
