@@ -122,7 +122,7 @@ var keys = []keyDef{
 	{"scope", kString, "urn:opc:idm:__myscopes__", "OAuth2 scope"},
 	{"ca_file", kString, "", "extra PEM roots trusted for CES and IAM, on top of the system roots"},
 	{"tenant_id", kString, "", "optional tenantId for the endpoint list call"},
-	{"wallet_dir", kString, "/var/lib/cesd/wallet", "output folder for the wallet"},
+	{"wallet_dir", kString, "/var/lib/cesd/wallet", "output folder for the wallet; empty (--wallet-dir= or YAML \"\") with secret_name in a fleet build: the Secret is the only output (Secret-only mode)"},
 	{"wallet_only", kBool, "false", "fetch only the wallet (the fetch-wallet zip), never schema passwords"},
 	{"keep_generations", kInt, strconv.Itoa(walletDefaults.Keep), "generations kept on disk, the live one included"},
 	{"max_file_bytes", kString, sizeString(walletDefaults.Limits.MaxFileBytes), "cap on one wallet file, decoded (bytes, or with a KiB or MiB suffix)"},
@@ -152,11 +152,13 @@ var keys = []keyDef{
 	{"unregister_on_exit", kBool, "false", "unregister callback_url on exit (unsafe when replicas share one URL)"},
 	{"shutdown_timeout", kDuration, durationString(daemonDefaults.ShutdownTimeout), "bound on a graceful stop"},
 	{"wallet_password_file", kString, "", "file holding the wallet password, used when CES sends none"},
-	{"rewrite_sqlnet", kBool, strconv.FormatBool(refreshDefaults.RewriteSQLNet), "rewrite sqlnet.ora DIRECTORY=\"?/network/admin\" to wallet_dir (Thick clients need it)"},
+	{"rewrite_sqlnet", kBool, strconv.FormatBool(refreshDefaults.RewriteSQLNet), "rewrite sqlnet.ora DIRECTORY=\"?/network/admin\" to sqlnet_dir (Thick clients need it)"},
+	{"sqlnet_dir", kString, "", "folder sqlnet.ora's DIRECTORY names, where readers find the wallet (default wallet_dir; in Secret-only mode where apps mount the Secret)"},
 	{"ewallet_pem", kBool, strconv.FormatBool(refreshDefaults.PEM), "derive ewallet.pem for python-oracledb and node-oracledb Thin mode"},
 	{"pem_password_file", kString, "", "file holding a password to encrypt the key in ewallet.pem (optional)"},
-	{"secret_name", kString, "", "fleet mode: also write each generation to this Kubernetes Secret"},
+	{"secret_name", kString, "", "fleet mode: write each generation to this Kubernetes Secret, beside wallet_dir, or alone when wallet_dir is empty"},
 	{"secret_labels", kList, "", "labels set on the Secret, key=value (comma-separated in flags and env)"},
+	{"secret_owner", kString, "", "name of the cesd Deployment (in namespace) made the Secret's owner, so deleting it deletes the Secret (needs get on it)"},
 	{"namespace", kString, "", "namespace of the Secret and the Lease (default: the pod's own)"},
 	{"kubeconfig", kString, "", "kubeconfig file for the Kubernetes API (empty: in-cluster)"},
 	{"lease_name", kString, "", "fleet mode: only the holder of this Lease fetches and writes (identity: env POD_NAME or the hostname)"},
@@ -371,6 +373,7 @@ type Config struct {
 	ShutdownTimeout  time.Duration
 	WalletPassword   string
 	RewriteSQLNet    bool
+	SQLNetDir        string // empty: WalletDir
 	EWalletPEM       bool
 	PEMPassword      string
 	LogLevel         zapcore.Level
@@ -379,6 +382,7 @@ type Config struct {
 	// Fleet mode (wallet/kubesecret, daemon/leader).
 	SecretName   string
 	SecretLabels map[string]string
+	SecretOwner  string
 	Namespace    string
 	Kubeconfig   string
 	LeaseName    string
@@ -388,7 +392,14 @@ type Config struct {
 type needs struct {
 	ces    bool // base_url, token_url, client_id and a secret
 	wallet bool // wallet_dir
+	// secretOnly accepts an empty wallet_dir with secret_name in a fleet
+	// build: cesd run then writes the Secret alone (Config.SecretOnly).
+	secretOnly bool
 }
+
+// SecretOnly reports Secret-only mode: the Secret is the only output, each
+// generation staged in a private folder (staging.go).
+func (c *Config) SecretOnly() bool { return c.WalletDir == "" && c.SecretName != "" }
 
 // build turns settings into a Config, checking every key once, here, at
 // startup. Secrets are read from files or env only.
@@ -464,6 +475,13 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 	}
 	c.SecretName, c.Namespace, c.Kubeconfig, c.LeaseName = p.str("secret_name"), p.str("namespace"), p.str("kubeconfig"), p.str("lease_name")
 	c.SecretLabels = p.labels("secret_labels")
+	c.SecretOwner = p.str("secret_owner")
+	if c.SecretOwner != "" && c.SecretName == "" {
+		p.fail("secret_owner", "names the owner of the Secret: set secret_name too")
+	}
+	if c.SQLNetDir = p.str("sqlnet_dir"); c.SQLNetDir != "" && !filepath.IsAbs(c.SQLNetDir) {
+		p.fail("sqlnet_dir", fmt.Sprintf("%q: want an absolute path", c.SQLNetDir))
+	}
 	if c.LeaseName != "" && c.SecretName == "" {
 		p.fail("lease_name", "fleet mode elects the writer of a Secret: set secret_name too")
 	}
@@ -496,7 +514,15 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 		c.ClientID = p.required("client_id", c.ClientID)
 		c.ClientSecret = p.clientSecret(env)
 	}
-	if n.wallet && p.required("wallet_dir", c.WalletDir) != "" {
+	switch {
+	case !n.wallet:
+	case c.SecretOnly() && !n.secretOnly:
+		p.add(&configError{Key: "wallet_dir", Msg: "required: only cesd run writes the Secret (secret_name), under its Lease; this command writes wallet_dir alone"})
+	case c.SecretOnly() && fleetBuilt:
+		if c.RewriteSQLNet && c.SQLNetDir == "" {
+			p.add(&configError{Key: "sqlnet_dir", Msg: "required in Secret-only mode (empty wallet_dir), where sqlnet.ora cannot name the private staging folder: set it to the folder apps mount the Secret at, or set rewrite_sqlnet: false"})
+		}
+	case p.required("wallet_dir", c.WalletDir) != "":
 		abs, err := filepath.Abs(c.WalletDir)
 		if err != nil {
 			p.fail("wallet_dir", err.Error())

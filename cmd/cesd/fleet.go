@@ -10,10 +10,14 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
@@ -62,7 +66,13 @@ func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.
 	// client-go logs through klog in its own text format; cesd's logs are
 	// JSON, and the elector reports what matters through zap.
 	klog.SetLogger(logr.Discard())
-	sink, err := kubesecret.New(kubesecret.Config{Namespace: ns, Name: cfg.SecretName, Labels: cfg.SecretLabels}, kc.core, log.Named("secret"))
+	sc := kubesecret.Config{Namespace: ns, Name: cfg.SecretName, Labels: cfg.SecretLabels}
+	if cfg.SecretOwner != "" {
+		if sc.Owner, err = deploymentOwner(kc.apps, ns, cfg.SecretOwner, cfg.RequestTimeout); err != nil {
+			return fleet{}, err
+		}
+	}
+	sink, err := kubesecret.New(sc, kc.core, log.Named("secret"))
 	if err != nil {
 		return fleet{}, &configError{Key: "secret_name", Msg: err.Error()}
 	}
@@ -96,6 +106,7 @@ func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.
 type kubeClients struct {
 	core         *corev1client.CoreV1Client
 	coordination *coordinationv1client.CoordinationV1Client
+	apps         *appsv1client.AppsV1Client // secret_owner's one Deployment get
 }
 
 func newKubeClients(rc *rest.Config) (kubeClients, error) {
@@ -107,6 +118,7 @@ func newKubeClients(rc *rest.Config) (kubeClients, error) {
 	err = errors.Join(
 		typedClient(&c.core, rc, hc, corev1client.NewForConfigAndClient),
 		typedClient(&c.coordination, rc, hc, coordinationv1client.NewForConfigAndClient),
+		typedClient(&c.apps, rc, hc, appsv1client.NewForConfigAndClient),
 	)
 	return c, err
 }
@@ -116,6 +128,26 @@ func typedClient[C any](dst *C, rc *rest.Config, hc *http.Client, newFor func(*r
 	c, err := newFor(rc, hc)
 	*dst = c
 	return err
+}
+
+// deploymentOwner reads the Deployment name (secret_owner) for its UID and
+// returns it as the Secret's owner. BlockOwnerDeletion stays unset: setting
+// it needs update on deployments/finalizers wherever the
+// OwnerReferencesPermissionEnforcement admission plugin runs, a right the
+// Role does not grant.
+func deploymentOwner(c appsv1client.DeploymentsGetter, ns, name string, timeout time.Duration) (*metav1.OwnerReference, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	d, err := c.Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, &configError{Key: "secret_owner", Msg: fmt.Sprintf("no Deployment %q in namespace %q", name, ns)}
+	case apierrors.IsForbidden(err):
+		return nil, &configError{Key: "secret_owner", Msg: fmt.Sprintf("may not get Deployment %s/%s: the Role needs get on deployments by resourceNames [%q] (deploy/kubernetes/fleet/rbac.yaml)", ns, name, name)}
+	case err != nil:
+		return nil, fmt.Errorf("secret_owner: get Deployment %s/%s: %w", ns, name, err)
+	}
+	return &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name, UID: d.UID}, nil
 }
 
 // kubeConfig loads path, or the in-cluster config when path is empty, and

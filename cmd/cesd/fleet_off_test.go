@@ -52,3 +52,10 @@ func TestFleetVersionSaysNo(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, out)
 	}
 }
+
+// TestFleetSecretOnlyNeedsTheFleetBuild: the default build keeps requiring
+// wallet_dir, Secret-only configuration or not.
+func TestFleetSecretOnlyNeedsTheFleetBuild(t *testing.T) {
+	_, err := secretOnlyConfig(t, "secret_name: oracle-wallet\nsqlnet_dir: /wallet\n", needs{ces: true, wallet: true, secretOnly: true})
+	wantConfigError(t, err, "wallet_dir", "required")
+}

@@ -3,13 +3,77 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 )
 
 func TestFleetVersionSaysYes(t *testing.T) {
 	code, out, _ := runEnviron([]string{"version"}, nil)
 	if code != exitOK || !strings.Contains(out, "fleet: yes") {
 		t.Fatalf("exit %d: %s", code, out)
+	}
+}
+
+// TestFleetSecretOnlyConfig: the fleet build accepts an empty wallet_dir
+// with secret_name for cesd run, and then needs sqlnet_dir (unless
+// rewrite_sqlnet is off), since sqlnet.ora cannot name the private staging
+// folder.
+func TestFleetSecretOnlyConfig(t *testing.T) {
+	run := needs{ces: true, wallet: true, secretOnly: true}
+	_, err := secretOnlyConfig(t, "secret_name: oracle-wallet\n", run)
+	wantConfigError(t, err, "sqlnet_dir", "apps mount the Secret")
+	cfg, err := secretOnlyConfig(t, "secret_name: oracle-wallet\nsqlnet_dir: /wallet\n", run)
+	if err != nil || !cfg.SecretOnly() || cfg.SQLNetDir != "/wallet" {
+		t.Fatalf("Secret-only config: %+v, %v", cfg, err)
+	}
+	if cfg, err = secretOnlyConfig(t, "secret_name: oracle-wallet\nrewrite_sqlnet: false\n", run); err != nil || !cfg.SecretOnly() {
+		t.Fatalf("Secret-only without rewrite_sqlnet: %v", err)
+	}
+}
+
+type fakeDeployments struct {
+	appsv1client.DeploymentInterface // any other call panics
+	err                              error
+}
+
+func (f fakeDeployments) Deployments(string) appsv1client.DeploymentInterface { return f }
+
+func (f fakeDeployments) Get(_ context.Context, name string, _ metav1.GetOptions) (*appsv1.Deployment, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-1")}}, nil
+}
+
+// TestFleetDeploymentOwner: secret_owner becomes an ownerReference with the
+// Deployment's UID and no blockOwnerDeletion; a missing Deployment and a
+// forbidden read are config errors saying what to fix.
+func TestFleetDeploymentOwner(t *testing.T) {
+	o, err := deploymentOwner(fakeDeployments{}, "ns", "cesd", time.Second)
+	if err != nil || o.UID != "uid-1" || o.Kind != "Deployment" || o.APIVersion != "apps/v1" || o.Name != "cesd" ||
+		o.BlockOwnerDeletion != nil || o.Controller != nil {
+		t.Fatalf("owner %+v, %v", o, err)
+	}
+	gr := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	for text, e := range map[string]error{
+		`no Deployment "cesd" in namespace "ns"`: apierrors.NewNotFound(gr, "cesd"),
+		"the Role needs get on deployments":      apierrors.NewForbidden(gr, "cesd", errors.New("denied")),
+	} {
+		_, err := deploymentOwner(fakeDeployments{err: e}, "ns", "cesd", time.Second)
+		wantConfigError(t, err, "secret_owner", text)
+	}
+	if _, err := deploymentOwner(fakeDeployments{err: errors.New("connection refused")}, "ns", "cesd", time.Second); err == nil ||
+		!strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("transport error: %v", err)
 	}
 }

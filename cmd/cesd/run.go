@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,12 +26,21 @@ import (
 // cmdRun is the daemon.
 func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	fs := c.flagSet("run", "")
-	cfg, pos, err := c.loadConfig(fs, args, needs{ces: true, wallet: true})
+	cfg, pos, err := c.loadConfig(fs, args, needs{ces: true, wallet: true, secretOnly: true})
 	if err != nil {
 		return c.failRun(err)
 	}
 	if len(pos) > 0 {
 		return c.failRun(&configError{Key: "arguments", Msg: fmt.Sprintf("run takes no arguments, got %q", pos)})
+	}
+	if cfg.SecretOnly() {
+		tmp, _ := c.env("TMPDIR")
+		st, err := newStaging(cmp.Or(tmp, os.TempDir()))
+		if err != nil {
+			return c.failRun(err)
+		}
+		defer st.Close()
+		cfg.WalletDir = st.walletDir
 	}
 	log := newLogger(cfg, c.stderr)
 	defer log.Sync() //nolint:errcheck // nothing useful to do if stderr fails

@@ -108,6 +108,7 @@ func newWriter(cfg *Config, log *zap.Logger) (*wallet.Writer, error) {
 func refreshConfig(cfg *Config) refresh.Config {
 	return refresh.Config{
 		WalletDir:      cfg.WalletDir,
+		SQLNetDir:      cfg.SQLNetDir,
 		WalletOnly:     cfg.WalletOnly,
 		Limits:         walletLimits(cfg),
 		WalletPassword: cfg.WalletPassword,

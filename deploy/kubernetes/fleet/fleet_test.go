@@ -1,11 +1,12 @@
 //go:build kube
 
 // Package fleet_test runs fleet mode against a real kube-apiserver and etcd
-// (no fake clientset): two real `cesd run` processes, each with a
-// ServiceAccount token minted by the TokenRequest API and bound by the
-// shipped rbac.yaml, elect a leader and keep the Secret equal to what the CES
-// simulator serves, through rotations, an external edit and a SIGKILL of
-// the leader.
+// (no fake clientset): two real `cesd run` processes in Secret-only mode,
+// as the shipped ConfigMap runs them, each with a ServiceAccount token
+// minted by the TokenRequest API and bound by the shipped rbac.yaml, elect a
+// leader and keep the Secret, owned by the shipped Deployment, equal to what
+// the CES simulator serves, through rotations, an external edit and a
+// SIGKILL of the leader.
 //
 //	CESD_KUBE_APISERVER=$(scripts/kube-apiserver.sh) go test -tags kube ./deploy/kubernetes/fleet
 package fleet_test
@@ -24,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +42,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -62,6 +65,10 @@ func TestFleet(t *testing.T) {
 	k, admin, token := startFleetNamespace(t)
 	ctx := context.Background()
 	sa := k.client(t, token)
+	owner, err := admin.AppsV1().Deployments(ns).Get(ctx, "cesd", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	t.Run("role denies every other secret", func(t *testing.T) {
 		if _, err := sa.CoreV1().Secrets(ns).Get(ctx, secretName, metav1.GetOptions{}); err != nil {
@@ -81,6 +88,24 @@ func TestFleet(t *testing.T) {
 		_, denied["update other"] = sa.CoreV1().Secrets(ns).Update(ctx, other, metav1.UpdateOptions{})
 		_, denied["get other lease"] = sa.CoordinationV1().Leases(ns).Get(ctx, "other", metav1.GetOptions{})
 		_, denied["list configmaps"] = sa.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+		// secret_owner reads the cesd Deployment, and may do nothing else to
+		// Deployments.
+		if _, err := sa.AppsV1().Deployments(ns).Get(ctx, "cesd", metav1.GetOptions{}); err != nil {
+			t.Fatalf("get deployment cesd: %v", err)
+		}
+		deployments := sa.AppsV1().Deployments(ns)
+		_, denied["get other deployment"] = deployments.Get(ctx, "my-app", metav1.GetOptions{})
+		_, denied["list deployments"] = deployments.List(ctx, metav1.ListOptions{})
+		_, denied["watch deployments"] = deployments.Watch(ctx, metav1.ListOptions{})
+		_, denied["update own deployment"] = deployments.Update(ctx, owner, metav1.UpdateOptions{})
+		_, denied["patch own deployment"] = deployments.Patch(ctx, "cesd", types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
+		// What blockOwnerDeletion=true would need under the
+		// OwnerReferencesPermissionEnforcement admission plugin.
+		denied["update own deployment's finalizers"] = sa.AppsV1().RESTClient().Put().Namespace(ns).
+			Resource("deployments").Name("cesd").SubResource("finalizers").Body(owner).Do(ctx).Error()
+		_, denied["scale own deployment"] = deployments.GetScale(ctx, "cesd", metav1.GetOptions{})
+		denied["delete own deployment"] = deployments.Delete(ctx, "cesd", metav1.DeleteOptions{})
+		_, denied["get deployment in default"] = sa.AppsV1().Deployments("default").Get(ctx, "cesd", metav1.GetOptions{})
 		for what, err := range denied {
 			if !apierrors.IsForbidden(err) {
 				t.Errorf("%s: want Forbidden, got %v", what, err)
@@ -123,6 +148,13 @@ func TestFleet(t *testing.T) {
 	reps := map[string]*replica{}
 	for _, id := range []string{"cesd-a", "cesd-b"} {
 		reps[id] = startReplica(t, bin, work, id, kubeconfig, sim)
+	}
+	generation := func(s *corev1.Secret) int64 {
+		n, err := strconv.ParseInt(s.Annotations[kubesecret.AnnotationGeneration], 10, 64)
+		if err != nil {
+			t.Fatalf("generation annotation: %v", err)
+		}
+		return n
 	}
 
 	secret := func() *corev1.Secret {
@@ -186,14 +218,30 @@ func TestFleet(t *testing.T) {
 	fieldtest.Wait(t, time.Minute, "the Secret holds CES's wallet", secretIs(sim.Current()))
 	leader := reps[leaderID]
 	s := secret()
+	// Secret-only mode: the leader's one staging folder, private, holds
+	// exactly what the Secret holds; sqlnet.ora names where apps mount it.
+	staged := leader.staging(t)
+	if len(staged) != 1 {
+		t.Fatalf("leader's staging folders: %q, want one", staged)
+	}
+	if fi, err := os.Stat(staged[0]); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("staging folder %s: %v, %v; want 0700", staged[0], fi.Mode(), err)
+	}
 	for key, b := range s.Data {
-		disk, err := os.ReadFile(filepath.Join(leader.wallet, strings.Replace(key, "schemas.", "schemas/", 1)))
+		disk, err := os.ReadFile(filepath.Join(staged[0], "wallet", strings.Replace(key, "schemas.", "schemas/", 1)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(b, disk) {
-			t.Errorf("%s in the Secret differs from the leader's disk", key)
+			t.Errorf("%s in the Secret differs from the leader's staging folder", key)
 		}
+	}
+	if !strings.Contains(string(s.Data["sqlnet.ora"]), `DIRECTORY="/wallet"`) {
+		t.Errorf("sqlnet.ora does not name sqlnet_dir:\n%s", s.Data["sqlnet.ora"])
+	}
+	if refs := s.OwnerReferences; len(refs) != 1 || refs[0].UID != owner.UID || refs[0].Kind != "Deployment" ||
+		refs[0].Name != "cesd" || refs[0].APIVersion != "apps/v1" || (refs[0].BlockOwnerDeletion != nil && *refs[0].BlockOwnerDeletion) {
+		t.Errorf("ownerReferences %+v, want the Deployment cesd (uid %s) without blockOwnerDeletion", refs, owner.UID)
 	}
 	for _, key := range []string{"manifest.json", "ewallet.pem", "cesd.io/generation"} {
 		if _, inData := s.Data[key]; !inData && s.Annotations[key] == "" {
@@ -302,17 +350,28 @@ func TestFleet(t *testing.T) {
 		return ok && s.ResourceVersion != rv, why
 	})
 
-	t.Log("SIGKILL of the leader: the follower takes over, the next rotation lands")
+	t.Log("SIGKILL of the leader: the follower takes over, writes nothing for an unchanged wallet, and the next rotation lands numbered above")
+	before := secret()
 	if err := leader.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	<-leader.done
-	sim.Rotate("all")
-	fieldtest.Wait(t, time.Minute, "a new leader", func() (bool, string) {
+	fieldtest.Wait(t, time.Minute, "a new leader, ready", func() (bool, string) {
 		ok, why := oneLeads()
-		return ok && leaderID != leader.id, why
+		if ok && leaderID == leader.id {
+			return false, "the killed replica still holds the Lease"
+		}
+		return ok && readyz(reps[leaderID].metrics) == http.StatusOK, why
 	})
+	if after := secret(); after.ResourceVersion != before.ResourceVersion {
+		t.Errorf("an unchanged wallet after takeover wrote the Secret: generation %s -> %s",
+			before.Annotations[kubesecret.AnnotationGeneration], after.Annotations[kubesecret.AnnotationGeneration])
+	}
+	sim.Rotate("all")
 	fieldtest.Wait(t, time.Minute, "rotation 2 in the Secret", secretIs(sim.Current()))
+	if g, was := generation(secret()), generation(before); g <= was {
+		t.Errorf("generation %d after takeover, was %d: the Secret's number went backwards", g, was)
+	}
 	fams, err := fieldtest.Metrics(reps[leaderID].metrics)
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +389,25 @@ func TestFleet(t *testing.T) {
 	if n := fieldtest.Sum(fams, "cesd_leader_transitions_total", nil); n < 1 {
 		t.Errorf("cesd_leader_transitions_total = %v on the new leader, want ≥ 1", n)
 	}
-	for _, r := range reps {
+
+	t.Log("the killed replica restarts: it removes the staging folder it left behind")
+	left := leader.staging(t)
+	if len(left) != 1 {
+		t.Fatalf("a SIGKILLed replica left %q, want its one staging folder", left)
+	}
+	restarted := startReplica(t, bin, work, leader.id, kubeconfig, sim)
+	fieldtest.Wait(t, time.Minute, "the leftover staging folder removed", func() (bool, string) {
+		now := restarted.staging(t)
+		return len(now) == 1 && now[0] != left[0], fmt.Sprintf("staging folders %q", now)
+	})
+	if err := restarted.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-restarted.done
+	if now := restarted.staging(t); len(now) != 0 {
+		t.Errorf("a replica stopped cleanly left %q", now)
+	}
+	for _, r := range append([]*replica{restarted}, reps[leaderID], leader) {
 		for _, line := range strings.Split(strings.TrimSpace(r.log.String()), "\n") {
 			if !json.Valid([]byte(line)) {
 				t.Errorf("%s logged a line that is not JSON: %s", r.id, line)
@@ -369,7 +446,9 @@ func startFleetNamespace(t testing.TB) (k *kube, admin kubernetes.Interface, tok
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"rbac.yaml", "secret.yaml", "lease.yaml"} {
+	// deployment.yaml too: the Secret's owner (secret_owner). No controller
+	// manager runs, so it starts no pods; the tests run cesd themselves.
+	for _, f := range []string{"rbac.yaml", "secret.yaml", "lease.yaml", "deployment.yaml"} {
 		apply(t, admin, f)
 	}
 	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "cesd",
@@ -575,10 +654,20 @@ func tail(b []byte, n int) []byte {
 }
 
 type replica struct {
-	id, wallet, metrics string
-	cmd                 *exec.Cmd
-	done                chan struct{}
-	log                 *syncBuffer
+	id, tmp, metrics string
+	cmd              *exec.Cmd
+	done             chan struct{}
+	log              *syncBuffer
+}
+
+// staging lists the replica's staging folders in its TMPDIR.
+func (r *replica) staging(t *testing.T) []string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(r.tmp, "cesd-staging-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dirs
 }
 
 func (r *replica) exited() bool {
@@ -592,9 +681,14 @@ func (r *replica) exited() bool {
 
 func startReplica(t testing.TB, bin, work, id, kubeconfig string, sim *cestest.Server) *replica {
 	t.Helper()
-	r := &replica{id: id, wallet: filepath.Join(work, id), metrics: fieldtest.FreeAddr(t), done: make(chan struct{}), log: &syncBuffer{}}
+	r := &replica{id: id, tmp: filepath.Join(work, id+"-tmp"), metrics: fieldtest.FreeAddr(t), done: make(chan struct{}), log: &syncBuffer{}}
+	if err := os.MkdirAll(r.tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	listen := fieldtest.FreeAddr(t)
-	r.cmd = exec.Command(bin, "run")
+	// Secret-only mode, as the shipped ConfigMap: an empty wallet_dir (a
+	// flag, since an empty CESD_* variable counts as unset).
+	r.cmd = exec.Command(bin, "run", "--wallet-dir=")
 	r.cmd.Env = append(cleanEnv(),
 		"POD_NAME="+id,
 		"CESD_BASE_URL="+sim.URL,
@@ -602,7 +696,9 @@ func startReplica(t testing.TB, bin, work, id, kubeconfig string, sim *cestest.S
 		"CESD_CLIENT_ID=cestest-client",
 		"CESD_CLIENT_SECRET_FILE="+filepath.Join(work, "client_secret"),
 		"CESD_CA_FILE="+filepath.Join(work, "ca.pem"),
-		"CESD_WALLET_DIR="+r.wallet,
+		"TMPDIR="+r.tmp,
+		"CESD_SQLNET_DIR=/wallet",
+		"CESD_SECRET_OWNER=cesd",
 		"CESD_LISTEN="+listen,
 		"CESD_CALLBACK_URL=http://"+listen+"/cesd/notify",
 		"CESD_METRICS_LISTEN="+r.metrics,

@@ -16,7 +16,8 @@ import (
 
 // BenchmarkFleetIdleRSS measures the footprint of the fleet build as it
 // runs: two `cesd run` replicas against the real apiserver, one leading
-// (its wallet written to disk and to the Secret) and one following. It
+// (in Secret-only mode, as shipped: its wallet staged in a private folder
+// and written to the Secret) and one following. It
 // samples each replica's resident memory at points of an idle period
 // (CESD_FLEET_IDLE, default 3m: the Go scavenger returns freed heap to the
 // kernel over minutes, so a figure taken a second after start says little),
