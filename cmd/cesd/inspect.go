@@ -43,13 +43,21 @@ type inspectCert struct {
 func (c *cli) cmdInspect(_ context.Context, args []string) int {
 	fs := c.flagSet("inspect", "[DIR] ")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	cfg, pos, err := c.loadConfig(fs, args, needs{wallet: true})
+	// wallet_dir is needed only without DIR: a fleet config (Secret-only
+	// mode, an empty wallet_dir) still inspects a folder it is given.
+	cfg, pos, err := c.loadConfig(fs, args, needs{})
 	if err != nil {
 		return c.fail(err)
 	}
 	// A folder given as an argument wins over wallet_dir, as ls users expect.
 	switch len(pos) {
 	case 0:
+		if cfg.WalletDir == "" {
+			return c.fail(&configError{Key: "wallet_dir", Msg: "required: name the folder to inspect, or set wallet_dir"})
+		}
+		if cfg.WalletDir, err = filepath.Abs(cfg.WalletDir); err != nil {
+			return c.fail(&configError{Key: "wallet_dir", Msg: err.Error()})
+		}
 	case 1:
 		if cfg.WalletDir, err = filepath.Abs(pos[0]); err != nil {
 			return c.fail(&configError{Key: "arguments", Msg: err.Error()})

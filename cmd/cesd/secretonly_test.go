@@ -102,3 +102,19 @@ func TestStaging(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// TestInspectWithASecretOnlyConfig: cesd inspect needs wallet_dir only
+// when it is not given a folder, so a fleet pod's config (an empty
+// wallet_dir) still inspects one.
+func TestInspectWithASecretOnlyConfig(t *testing.T) {
+	fleetKeys := []string{"--wallet-dir=", "--secret-name", "oracle-wallet"}
+	var out, errb strings.Builder
+	if code := run(append([]string{"inspect"}, fleetKeys...), envMap(nil), &out, &errb); code != exitConfig ||
+		!strings.Contains(errb.String(), "wallet_dir") || !strings.Contains(errb.String(), "name the folder") {
+		t.Fatalf("inspect without a folder: exit %d\n%s", code, errb.String())
+	}
+	errb.Reset()
+	if code := run(append([]string{"inspect", filepath.Join(t.TempDir(), "none")}, fleetKeys...), envMap(nil), &out, &errb); code != exitFail {
+		t.Fatalf("inspect of a folder: exit %d, want %d (no wallet there, but no config error)\n%s", code, exitFail, errb.String())
+	}
+}
