@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -349,6 +350,9 @@ func TestFleet(t *testing.T) {
 		ok, why := secretIs(sim.Current())()
 		return ok && s.ResourceVersion != rv, why
 	})
+
+	t.Log("a Secret write the Role refuses: the leader turns unready, and its staged generation is announced once the Secret holds it")
+	testRefusedWrite(t, admin, leader, sim, secretIs)
 
 	t.Log("SIGKILL of the leader: the follower takes over, writes nothing for an unchanged wallet, and the next rotation lands numbered above")
 	before := secret()
@@ -827,4 +831,68 @@ func (r *racingSecrets) Get(ctx context.Context, name string, o metav1.GetOption
 		}
 	}
 	return s, err
+}
+
+// testRefusedWrite takes update and patch on the Secret from the Role, has
+// CES rotate, and gives them back: while the Secret cannot be written the
+// leader's /readyz says 503 and the swap it staged is not announced; once the
+// Secret holds the rotation it is ready again, and the swap counted once.
+func testRefusedWrite(t *testing.T, admin kubernetes.Interface, leader *replica, sim *cestest.Server, secretIs func(cestest.Generation) func() (bool, string)) {
+	t.Helper()
+	ctx := context.Background()
+	swaps := func() float64 {
+		fams, err := fieldtest.Metrics(leader.metrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fieldtest.Sum(fams, "cesd_generation_swaps_total", nil)
+	}
+	secretVerbs := func(verbs ...string) {
+		role, err := admin.RbacV1().Roles(ns).Get(ctx, "cesd", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range role.Rules {
+			if slices.Contains(r.Resources, "secrets") {
+				role.Rules[i].Verbs = verbs
+			}
+		}
+		if _, err := admin.RbacV1().Roles(ns).Update(ctx, role, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	was := swaps()
+	secretVerbs("get")
+	sim.Rotate("all")
+	fieldtest.Wait(t, time.Minute, "the leader unready while its Secret write is forbidden", func() (bool, string) {
+		code := readyz(leader.metrics)
+		return code == http.StatusServiceUnavailable, fmt.Sprintf("/readyz %d", code)
+	})
+	if n := swaps(); n != was {
+		t.Errorf("cesd_generation_swaps_total %v -> %v before the Secret holds the generation", was, n)
+	}
+	if ok, _ := secretIs(sim.Current())(); ok {
+		t.Fatal("the rotation reached the Secret without update rights")
+	}
+	secretVerbs("get", "update", "patch")
+	// SIGHUP retries at once, past the error backoff; the authorizer may
+	// take a moment to see the Role again.
+	var hup time.Time
+	fieldtest.Wait(t, time.Minute, "the rotation in the Secret once the Role allows it", func() (bool, string) {
+		ok, why := secretIs(sim.Current())()
+		if !ok && time.Since(hup) > time.Second {
+			hup = time.Now()
+			if err := leader.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return ok, why
+	})
+	fieldtest.Wait(t, time.Minute, "the leader ready again", func() (bool, string) {
+		code := readyz(leader.metrics)
+		return code == http.StatusOK, fmt.Sprintf("/readyz %d", code)
+	})
+	if n := swaps(); n != was+1 {
+		t.Errorf("cesd_generation_swaps_total %v -> %v: want the staged generation announced once, when the Secret took it", was, n)
+	}
 }
