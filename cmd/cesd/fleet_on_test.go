@@ -5,10 +5,12 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,5 +77,42 @@ func TestFleetDeploymentOwner(t *testing.T) {
 	if _, err := deploymentOwner(fakeDeployments{err: errors.New("connection refused")}, "ns", "cesd", time.Second); err == nil ||
 		!strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("transport error: %v", err)
+	}
+}
+
+// TestFleetShippedConfigMapIsSecretOnly: the fleet build accepts the
+// cesd.yaml of deploy/kubernetes/fleet/configmap.yaml, and it runs
+// Secret-only mode with the Secret owned by the cesd Deployment and
+// sqlnet.ora naming app.yaml's mount path.
+func TestFleetShippedConfigMapIsSecretOnly(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/kubernetes/fleet/configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil || cm.Data["cesd.yaml"] == "" {
+		t.Fatalf("configmap.yaml holds no cesd.yaml: %v", err)
+	}
+	dir := t.TempDir()
+	path := writeFile(t, dir, "cesd.yaml", cm.Data["cesd.yaml"])
+	secret := writeFile(t, dir, "client_secret", "s")
+	fs := (&cli{stderr: &strings.Builder{}}).flagSet("run", "")
+	cfg, _, err := loadConfig(fs, []string{"--config", path, "--client-secret-file", secret}, envMap(nil),
+		needs{ces: true, wallet: true, secretOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.SecretOnly() || cfg.SQLNetDir != "/wallet" || cfg.SecretOwner != "cesd" || cfg.SecretName != "oracle-wallet" || cfg.LeaseName != "cesd" {
+		t.Fatalf("shipped fleet config: Secret-only %v, sqlnet_dir %q, secret_owner %q, secret_name %q, lease_name %q",
+			cfg.SecretOnly(), cfg.SQLNetDir, cfg.SecretOwner, cfg.SecretName, cfg.LeaseName)
+	}
+	app, err := os.ReadFile("../../deploy/kubernetes/fleet/app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(app), "mountPath: "+cfg.SQLNetDir+"\n") {
+		t.Errorf("app.yaml does not mount the Secret at sqlnet_dir %s", cfg.SQLNetDir)
 	}
 }
