@@ -33,7 +33,13 @@ import (
 // Config is the daemon's typed configuration. Zero durations take
 // DefaultConfig's.
 type Config struct {
-	WalletDir        string
+	WalletDir string
+	// Secret names the Kubernetes Secret ("namespace/name") each
+	// generation also goes to (fleet mode), and WalletStaged says it is the
+	// only output, WalletDir a private staging folder (Secret-only mode);
+	// both for /status alone.
+	Secret           string
+	WalletStaged     bool
 	CallbackURL      string        // registered with CES; empty = poll-only mode
 	ExtraEndpoints   []string      // e.g. mailto:, also kept registered
 	PollInterval     time.Duration // each wait is ±10%

@@ -24,8 +24,12 @@ type Status struct {
 	Warnings []string  `json:"warnings,omitempty"`
 	Now      time.Time `json:"now"`
 
-	WalletDir string      `json:"walletDir"`
-	Live      *LiveStatus `json:"live,omitempty"`
+	WalletDir string `json:"walletDir"`
+	// Secret is fleet mode's Secret, "namespace/name"; WalletStaged: it is
+	// the only output and WalletDir a private staging folder.
+	Secret       string      `json:"secret,omitempty"`
+	WalletStaged bool        `json:"walletStaged,omitempty"`
+	Live         *LiveStatus `json:"live,omitempty"`
 
 	LastRefresh         *RefreshStatus `json:"lastRefresh,omitempty"`
 	LastSuccess         time.Time      `json:"lastSuccess,omitzero"`
@@ -229,7 +233,7 @@ func (d *Daemon) Status() Status {
 	b := d.status
 	b.mu.Lock()
 	s := Status{
-		Now: now, WalletDir: d.cfg.WalletDir,
+		Now: now, WalletDir: d.cfg.WalletDir, Secret: d.cfg.Secret, WalletStaged: d.cfg.WalletStaged,
 		LastSuccess: b.success, ConsecutiveFailures: b.failures,
 		NextRetry: b.nextRetry, NextPoll: b.nextPoll,
 		PollInterval: d.cfg.PollInterval.String(),

@@ -76,7 +76,7 @@ func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.
 	if err != nil {
 		return fleet{}, &configError{Key: "secret_name", Msg: err.Error()}
 	}
-	f := fleet{writer: func(disk *wallet.Writer) refresh.Writer { return kubesecret.NewWriter(disk, sink) }}
+	f := fleet{writer: func(disk *wallet.Writer) refresh.Writer { return kubesecret.NewWriter(disk, sink) }, secret: ns + "/" + cfg.SecretName}
 	if cfg.LeaseName != "" {
 		if identity == "" {
 			return fleet{}, &configError{Key: "lease_name", Msg: "no identity: set env POD_NAME"}

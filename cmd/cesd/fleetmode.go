@@ -18,6 +18,7 @@ import (
 type fleet struct {
 	writer func(disk *wallet.Writer) refresh.Writer // the Secret sink over disk; nil without secret_name
 	lease  daemon.Lease                             // who leads, for /status; nil without lease_name
+	secret string                                   // "namespace/name" of the Secret, for /status
 	// run runs the daemon only while this replica leads; nil without lease_name.
 	run func(ctx context.Context, d *daemon.Daemon, metricsListen string, log *zap.Logger) error
 }

@@ -33,7 +33,8 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	if len(pos) > 0 {
 		return c.failRun(&configError{Key: "arguments", Msg: fmt.Sprintf("run takes no arguments, got %q", pos)})
 	}
-	if cfg.SecretOnly() {
+	staged := cfg.SecretOnly()
+	if staged {
 		tmp, _ := c.env("TMPDIR")
 		st, err := newStaging(cmp.Or(tmp, os.TempDir()))
 		if err != nil {
@@ -64,7 +65,8 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.failRun(err)
 	}
-	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{client: client, systemd: sd, watchdog: watchdog, signals: hup, secret: fl.writer, lease: fl.lease})
+	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{client: client, systemd: sd, watchdog: watchdog, signals: hup, secret: fl.writer, lease: fl.lease,
+		secretRef: fl.secret, staged: staged})
 	var ce *configError
 	if errors.As(err, &ce) {
 		return c.failRun(err) // found while wiring (an unsafe wallet_dir): still a config error
@@ -106,6 +108,8 @@ type extras struct {
 	observers []daemon.Observer
 	secret    func(disk *wallet.Writer) refresh.Writer // fleet mode: each generation also goes to the Secret
 	lease     daemon.Lease                             // fleet mode: who leads, for /status
+	secretRef string                                   // fleet mode: "namespace/name" of the Secret, for /status
+	staged    bool                                     // Secret-only mode: wallet_dir is the private staging folder
 }
 
 // buildDaemon wires ces, wallet, the refresh pipeline, certinfo, notify and
@@ -164,7 +168,9 @@ func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Reg
 	if ex.lease != nil {
 		deps.Lease = ex.lease
 	}
-	d, err := daemon.New(daemonConfig(cfg), deps)
+	dc := daemonConfig(cfg)
+	dc.Secret, dc.WalletStaged = ex.secretRef, ex.staged
+	d, err := daemon.New(dc, deps)
 	if err != nil {
 		callback.Close()
 		return nil, nil, err

@@ -96,7 +96,14 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		state = "UNHEALTHY"
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "cesd\t%s, wallet %s\n", state, s.WalletDir)
+	switch {
+	case s.Secret != "" && s.WalletStaged:
+		fmt.Fprintf(tw, "cesd\t%s, wallet in secret %s (staged in %s)\n", state, s.Secret, s.WalletDir)
+	case s.Secret != "":
+		fmt.Fprintf(tw, "cesd\t%s, wallet %s and secret %s\n", state, s.WalletDir, s.Secret)
+	default:
+		fmt.Fprintf(tw, "cesd\t%s, wallet %s\n", state, s.WalletDir)
+	}
 	if l := s.Leader; l != nil {
 		holder := "none seen yet"
 		if l.Holder != "" {

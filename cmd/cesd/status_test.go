@@ -245,3 +245,20 @@ func TestStatusOfAFollower(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusNamesTheSecret: in fleet mode the summary names the Secret; in
+// Secret-only mode it is where the wallet is, the folder only its staging.
+func TestStatusNamesTheSecret(t *testing.T) {
+	for want, st := range map[string]daemon.Status{
+		"healthy, wallet in secret fleet/oracle-wallet (staged in /tmp/cesd-staging-1/wallet)": {Healthy: true,
+			WalletDir: "/tmp/cesd-staging-1/wallet", Secret: "fleet/oracle-wallet", WalletStaged: true},
+		"healthy, wallet /wallet and secret fleet/oracle-wallet": {Healthy: true, WalletDir: "/wallet", Secret: "fleet/oracle-wallet"},
+		"healthy, wallet /wallet live none yet":                  {Healthy: true, WalletDir: "/wallet"},
+	} {
+		var b strings.Builder
+		printStatus(&b, &st)
+		if !strings.Contains(squeeze(b.String()), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+}
