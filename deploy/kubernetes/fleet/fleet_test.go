@@ -35,6 +35,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	authv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -359,7 +360,7 @@ func TestFleet(t *testing.T) {
 	})
 
 	t.Log("a Secret write the Role refuses: the leader turns unready, and its staged generation is announced once the Secret holds it")
-	testRefusedWrite(t, admin, leader, sim, secretIs)
+	testRefusedWrite(t, admin, sa, leader, sim, secretIs)
 
 	t.Log("SIGKILL of the leader: the follower takes over, writes nothing for an unchanged wallet, and the next rotation lands numbered above")
 	before := secret()
@@ -844,7 +845,7 @@ func (r *racingSecrets) Get(ctx context.Context, name string, o metav1.GetOption
 // CES rotate, and gives them back: while the Secret cannot be written the
 // leader's /readyz says 503 and the swap it staged is not announced; once the
 // Secret holds the rotation it is ready again, and the swap counted once.
-func testRefusedWrite(t *testing.T, admin kubernetes.Interface, leader *replica, sim *cestest.Server, secretIs func(cestest.Generation) func() (bool, string)) {
+func testRefusedWrite(t *testing.T, admin, sa kubernetes.Interface, leader *replica, sim *cestest.Server, secretIs func(cestest.Generation) func() (bool, string)) {
 	t.Helper()
 	ctx := context.Background()
 	swaps := func() float64 {
@@ -853,6 +854,18 @@ func testRefusedWrite(t *testing.T, admin kubernetes.Interface, leader *replica,
 			t.Fatal(err)
 		}
 		return fieldtest.Sum(fams, "cesd_generation_swaps_total", nil)
+	}
+	// mayUpdate asks the authorizer itself, which sees a Role change a
+	// moment after it is stored.
+	mayUpdate := func() bool {
+		r, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authzv1.SelfSubjectAccessReview{
+			Spec: authzv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authzv1.ResourceAttributes{
+				Namespace: ns, Verb: "update", Resource: "secrets", Name: secretName}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status.Allowed
 	}
 	secretVerbs := func(verbs ...string) {
 		role, err := admin.RbacV1().Roles(ns).Get(ctx, "cesd", metav1.GetOptions{})
@@ -870,6 +883,7 @@ func testRefusedWrite(t *testing.T, admin kubernetes.Interface, leader *replica,
 	}
 	was := swaps()
 	secretVerbs("get")
+	fieldtest.Wait(t, time.Minute, "the Role refusing update", func() (bool, string) { return !mayUpdate(), "update still allowed" })
 	sim.Rotate("all")
 	fieldtest.Wait(t, time.Minute, "the leader unready while its Secret write is forbidden", func() (bool, string) {
 		code := readyz(leader.metrics)
