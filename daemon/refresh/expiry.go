@@ -1,6 +1,7 @@
 package refresh
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,6 +52,18 @@ func expiry(end time.Time, store []byte, now time.Time) (what string, at time.Ti
 		}
 	}
 	return what, at, expired
+}
+
+// heldValid reports the generation a Holder writer's other output holds,
+// if its certificate end date has not passed: an expired wallet must not
+// replace it there either.
+func (p *Pipeline) heldValid(ctx context.Context) (int64, bool) {
+	h, ok := p.writer.(Holder)
+	if !ok {
+		return 0, false
+	}
+	gen, end, ok := h.Held(ctx)
+	return gen, ok && end.After(p.now())
 }
 
 // liveValid returns the live generation if it is verified and unexpired.

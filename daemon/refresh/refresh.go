@@ -77,6 +77,14 @@ type Publisher interface {
 	PublishErr() error
 }
 
+// Holder is implemented by writers whose other output may hold a
+// generation the folder does not (fleet mode's Secret, read by a new leader
+// whose staging folder is empty): Held reads its number and certificate end
+// date; ok is false when it holds none with an end date, or cannot say.
+type Holder interface {
+	Held(ctx context.Context) (generation int64, end time.Time, ok bool)
+}
+
 // Deps are the pipeline's collaborators.
 type Deps struct {
 	CES CES
@@ -192,8 +200,9 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 //  4. derive ewallet.pem and sqlnet.ora; a file that cannot be derived is
 //     counted and left out, never holding back the generation;
 //  5. refuse an expired wallet (certificateEndDate or a certificate of
-//     keystore.jks in the past) while a valid generation is live; with
-//     nothing valid on disk it goes live with an error logged;
+//     keystore.jks in the past) while a valid generation is live, on disk
+//     or in a Holder writer's other output (fleet mode's Secret); with
+//     nothing valid anywhere it goes live with an error logged;
 //  6. write the generation (wallet.Writer.Write), or find it unchanged.
 //
 // An error is an *Error naming the stage; nothing on disk changes then.
@@ -233,6 +242,9 @@ func (p *Pipeline) Run(ctx context.Context, opts RunOptions) (Result, error) {
 	if what, at, expired := expiry(pl.CertificateEndDate, pl.Files[clientStore], p.now()); expired {
 		if m, ok := p.liveValid(p.now()); ok && p.writer != nil {
 			return res, &Error{StageExpired, &ExpiredError{What: what, At: at, Generation: m.Generation}}
+		}
+		if gen, ok := p.heldValid(ctx); ok {
+			return res, &Error{StageExpired, &ExpiredError{What: what, At: at, Generation: gen}}
 		}
 		w := fmt.Sprintf("CES sent a wallet whose %s expired %s", what, at.UTC().Format(time.RFC3339))
 		res.Warnings = append(res.Warnings, w)

@@ -263,3 +263,52 @@ type publishing struct {
 }
 
 func (p *publishing) PublishErr() error { return p.err }
+
+// TestExpiredWalletSparesTheSecret: with nothing valid on disk (a new fleet
+// leader's empty staging folder), an expired wallet is still refused while
+// the writer's other output (Holder: the Secret) holds a valid generation;
+// when it holds none, the expired wallet goes live, as without a Secret.
+func TestExpiredWalletSparesTheSecret(t *testing.T) {
+	sim := cestest.NewServer(cestest.Options{Seed: 7})
+	defer sim.Close()
+	later := time.Now().AddDate(20, 0, 0) // every certificate of the sim's wallet has expired by then
+	for _, tc := range []struct {
+		name    string
+		held    bool
+		wantErr bool
+	}{
+		{"the Secret holds a valid generation", true, true},
+		{"the Secret holds none", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.WalletDir = t.TempDir()
+			disk, err := wallet.NewWriter(wallet.Config{Dir: cfg.WalletDir}, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := &holding{Writer: disk, gen: 9, end: later.Add(24 * time.Hour), ok: tc.held}
+			p, err := New(cfg, Deps{CES: newClient(t, sim), Writer: w, Now: func() time.Time { return later }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = p.Run(t.Context(), RunOptions{})
+			var ee *ExpiredError
+			if got := errors.As(err, &ee); got != tc.wantErr || (got && (ee.Generation != 9 || Kind(err) != string(StageExpired))) {
+				t.Fatalf("Run: %v; want an ExpiredError keeping generation 9: %v", err, tc.wantErr)
+			}
+			if _, verr := wallet.Verify(cfg.WalletDir); (verr == nil) == tc.wantErr {
+				t.Fatalf("generation on disk: %v, want one only when nothing valid is held", verr)
+			}
+		})
+	}
+}
+
+type holding struct {
+	*wallet.Writer
+	gen int64
+	end time.Time
+	ok  bool
+}
+
+func (h *holding) Held(context.Context) (int64, time.Time, bool) { return h.gen, h.end, h.ok }

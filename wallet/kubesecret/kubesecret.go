@@ -271,20 +271,28 @@ func (s *Sink) desired(sec *corev1.Secret, g Generation, hash string) *corev1.Se
 // cesd.io/generation annotation): 0 when the Secret does not exist yet or
 // carries no number cesd wrote.
 func (s *Sink) Generation(ctx context.Context) (int64, error) {
+	n, _, err := s.held(ctx)
+	return n, err
+}
+
+// held reads the Secret's generation number and certificate end date (zero
+// when absent or not cesd's).
+func (s *Sink) held(ctx context.Context) (int64, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	cur, err := s.secrets.Get(ctx, s.cfg.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return 0, nil
+		return 0, time.Time{}, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("secret %s/%s: %w", s.cfg.Namespace, s.cfg.Name, err)
+		return 0, time.Time{}, fmt.Errorf("secret %s/%s: %w", s.cfg.Namespace, s.cfg.Name, err)
 	}
+	end, _ := time.Parse(time.RFC3339, cur.Annotations[AnnotationEndDate])
 	n, err := strconv.ParseInt(cur.Annotations[AnnotationGeneration], 10, 64)
 	if err != nil || n < 0 {
-		return 0, nil // absent or edited by hand: nothing to continue from
+		return 0, end, nil // absent or edited by hand: nothing to continue from
 	}
-	return n, nil
+	return n, end, nil
 }
 
 // DiskWriter is the folder writer Writer wraps (*wallet.Writer): the
@@ -361,6 +369,16 @@ func (w *Writer) Write(p wallet.Payload) (wallet.Result, error) {
 	}
 	w.unannounced = 0
 	return res, nil
+}
+
+// Held reads the generation the Secret holds and its certificate end date,
+// so that the pipeline refuses an expired wallet that would replace a valid
+// one there (a new leader's staging folder holds nothing to compare with).
+// ok is false when the Secret holds no generation with an end date, or
+// cannot be read.
+func (w *Writer) Held(ctx context.Context) (int64, time.Time, bool) {
+	n, end, err := w.sink.held(ctx)
+	return n, end, err == nil && n > 0 && !end.IsZero()
 }
 
 // PublishErr says why the Secret may not hold the live generation: the last

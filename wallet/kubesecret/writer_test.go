@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -209,5 +210,29 @@ func TestGenerationAnnotation(t *testing.T) {
 		if got, err := sink.Generation(context.Background()); err != nil || got != want {
 			t.Errorf("annotation %q: %d, %v; want %d", ann, got, err, want)
 		}
+	}
+}
+
+// TestWriterHeld: the generation and certificate end date the Secret holds,
+// for the pipeline's refusal of an expired wallet; nothing held, no end
+// date, or an unreadable Secret is not ok.
+func TestWriterHeld(t *testing.T) {
+	end := time.Date(2027, 5, 1, 0, 0, 0, 0, time.UTC)
+	w, api, _ := newFakes(t)
+	if _, _, ok := w.Held(context.Background()); ok {
+		t.Fatal("held without a Secret")
+	}
+	api.objs["wallet"] = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wallet", Annotations: map[string]string{
+		AnnotationGeneration: "5", AnnotationEndDate: end.Format(time.RFC3339)}}}
+	if gen, got, ok := w.Held(context.Background()); !ok || gen != 5 || !got.Equal(end) {
+		t.Fatalf("Held = %d, %v, %v", gen, got, ok)
+	}
+	delete(api.objs["wallet"].Annotations, AnnotationEndDate)
+	if _, _, ok := w.Held(context.Background()); ok {
+		t.Fatal("held without an end date")
+	}
+	api.fail["get"] = errors.New("connection refused")
+	if _, _, ok := w.Held(context.Background()); ok {
+		t.Fatal("held while the API is down")
 	}
 }
