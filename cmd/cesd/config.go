@@ -383,6 +383,9 @@ type Config struct {
 	SecretName   string
 	SecretLabels map[string]string
 	SecretOwner  string
+	// WalletStaged: Secret-only mode, WalletDir is the private staging
+	// folder cesd run made (staging.go), not a key.
+	WalletStaged bool
 	Namespace    string
 	Kubeconfig   string
 	LeaseName    string

@@ -87,7 +87,7 @@ func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.
 		}
 		f.lease = e
 		checks := []standby.Check{{Name: "secret " + ns + "/" + cfg.SecretName, Run: sink.Check}}
-		sb, err := standby.New(standby.Config{WalletDir: cfg.WalletDir, CheckTimeout: cfg.RequestTimeout},
+		sb, err := standby.New(standby.Config{WalletDir: cfg.WalletDir, Secret: f.secret, WalletStaged: cfg.WalletStaged, CheckTimeout: cfg.RequestTimeout},
 			standby.Deps{Token: client, Checks: checks, Lease: e, Gatherer: reg, Registerer: reg, Logger: log.Named("standby")})
 		if err != nil {
 			return fleet{}, err

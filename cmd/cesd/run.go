@@ -33,15 +33,14 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	if len(pos) > 0 {
 		return c.failRun(&configError{Key: "arguments", Msg: fmt.Sprintf("run takes no arguments, got %q", pos)})
 	}
-	staged := cfg.SecretOnly()
-	if staged {
+	if cfg.SecretOnly() {
 		tmp, _ := c.env("TMPDIR")
 		st, err := newStaging(cmp.Or(tmp, os.TempDir()))
 		if err != nil {
 			return c.failRun(err)
 		}
 		defer st.Close()
-		cfg.WalletDir = st.walletDir
+		cfg.WalletDir, cfg.WalletStaged = st.walletDir, true
 	}
 	log := newLogger(cfg, c.stderr)
 	defer log.Sync() //nolint:errcheck // nothing useful to do if stderr fails
@@ -66,7 +65,7 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 		return c.failRun(err)
 	}
 	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{client: client, systemd: sd, watchdog: watchdog, signals: hup, secret: fl.writer, lease: fl.lease,
-		secretRef: fl.secret, staged: staged})
+		secretRef: fl.secret})
 	var ce *configError
 	if errors.As(err, &ce) {
 		return c.failRun(err) // found while wiring (an unsafe wallet_dir): still a config error
@@ -109,7 +108,6 @@ type extras struct {
 	secret    func(disk *wallet.Writer) refresh.Writer // fleet mode: each generation also goes to the Secret
 	lease     daemon.Lease                             // fleet mode: who leads, for /status
 	secretRef string                                   // fleet mode: "namespace/name" of the Secret, for /status
-	staged    bool                                     // Secret-only mode: wallet_dir is the private staging folder
 }
 
 // buildDaemon wires ces, wallet, the refresh pipeline, certinfo, notify and
@@ -169,7 +167,7 @@ func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Reg
 		deps.Lease = ex.lease
 	}
 	dc := daemonConfig(cfg)
-	dc.Secret, dc.WalletStaged = ex.secretRef, ex.staged
+	dc.Secret = ex.secretRef
 	d, err := daemon.New(dc, deps)
 	if err != nil {
 		callback.Close()
@@ -206,5 +204,6 @@ func daemonConfig(cfg *Config) daemon.Config {
 		UnregisterOnExit: cfg.UnregisterOnExit,
 		MetricsListen:    cfg.MetricsListen,
 		ShutdownTimeout:  cfg.ShutdownTimeout,
+		WalletStaged:     cfg.WalletStaged,
 	}
 }

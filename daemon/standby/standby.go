@@ -46,6 +46,10 @@ type Check struct {
 // Config is the standby's typed configuration; zero values take defaults.
 type Config struct {
 	WalletDir string // for /status
+	// Secret ("namespace/name") and WalletStaged (Secret-only mode) are
+	// for /status, as daemon.Config's.
+	Secret       string
+	WalletStaged bool
 	// ReadyWhenWarm: /readyz answers 200 once warm. Set it only when
 	// callbacks reach the leader by another route than readiness
 	// (callback_service); otherwise a follower is never ready.
@@ -294,7 +298,7 @@ func (s *Standby) Status() daemon.Status {
 	s.mu.Unlock()
 	tok.Held, tok.Expiry = held, exp
 	st := daemon.Status{
-		Now: now, WalletDir: s.cfg.WalletDir,
+		Now: now, WalletDir: s.cfg.WalletDir, Secret: s.cfg.Secret, WalletStaged: s.cfg.WalletStaged,
 		Leader:  &daemon.LeaderStatus{Role: daemon.RoleFollower, Holder: s.lease.Holder(), Identity: s.lease.Identity()},
 		Standby: &daemon.StandbyStatus{Warm: warm, Token: tok, Checks: checks},
 	}

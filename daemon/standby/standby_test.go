@@ -159,11 +159,14 @@ func (h *harness) status(t *testing.T) daemon.Status {
 
 func TestWarmFollower(t *testing.T) {
 	for _, readyWhenWarm := range []bool{false, true} {
-		h := start(t, Config{WalletDir: "/wallet", ReadyWhenWarm: readyWhenWarm}, &fakeToken{ttl: time.Hour}, &check{})
+		h := start(t, Config{WalletDir: "/tmp/cesd-staging-1/wallet", Secret: "fleet/oracle-wallet", WalletStaged: true, ReadyWhenWarm: readyWhenWarm}, &fakeToken{ttl: time.Hour}, &check{})
 		waitFor(t, "warm", func() bool { return h.s.Status().Standby.Warm })
 		st := h.status(t)
 		if !st.Healthy || st.Leader == nil || *st.Leader != (daemon.LeaderStatus{Role: "follower", Holder: "cesd-a", Identity: "cesd-b"}) {
 			t.Errorf("status: healthy %v, leader %+v", st.Healthy, st.Leader)
+		}
+		if st.WalletDir != "/tmp/cesd-staging-1/wallet" || st.Secret != "fleet/oracle-wallet" || !st.WalletStaged {
+			t.Errorf("status: wallet %q, secret %q, staged %v", st.WalletDir, st.Secret, st.WalletStaged)
 		}
 		sb := st.Standby
 		if sb == nil || !sb.Warm || !sb.Token.Held || sb.Token.Expiry.Before(time.Now().Add(59*time.Minute)) ||

@@ -245,12 +245,18 @@ func TestFleet(t *testing.T) {
 		refs[0].Name != "cesd" || refs[0].APIVersion != "apps/v1" || (refs[0].BlockOwnerDeletion != nil && *refs[0].BlockOwnerDeletion) {
 		t.Errorf("ownerReferences %+v, want the Deployment cesd (uid %s) without blockOwnerDeletion", refs, owner.UID)
 	}
-	st := exec.Command(bin, "status", "--metrics-listen", leader.metrics)
-	st.Env = cleanEnv()
-	raw, err := st.CombinedOutput()
-	if want := fmt.Sprintf("wallet in secret %s/%s (staged in %s)", ns, secretName, filepath.Join(staged[0], "wallet")); err != nil ||
-		!strings.Contains(strings.Join(strings.Fields(string(raw)), " "), want) {
-		t.Errorf("cesd status on the leader lacks %q: %v\n%s", want, err, raw)
+	for _, r := range reps {
+		dirs := r.staging(t)
+		if len(dirs) != 1 {
+			t.Fatalf("%s's staging folders: %q, want one", r.id, dirs)
+		}
+		st := exec.Command(bin, "status", "--metrics-listen", r.metrics)
+		st.Env = cleanEnv()
+		raw, err := st.CombinedOutput()
+		if want := fmt.Sprintf("wallet in secret %s/%s (staged in %s)", ns, secretName, filepath.Join(dirs[0], "wallet")); err != nil ||
+			!strings.Contains(strings.Join(strings.Fields(string(raw)), " "), want) {
+			t.Errorf("cesd status on %s lacks %q: %v\n%s", r.id, want, err, raw)
+		}
 	}
 	for _, key := range []string{"manifest.json", "ewallet.pem", "cesd.io/generation"} {
 		if _, inData := s.Data[key]; !inData && s.Annotations[key] == "" {
