@@ -237,7 +237,7 @@ func (s *Sink) current(cur *corev1.Secret, g Generation, hash string) bool {
 			return false
 		}
 	}
-	return s.cfg.Owner == nil || slices.ContainsFunc(cur.OwnerReferences, func(r metav1.OwnerReference) bool { return r.UID == s.cfg.Owner.UID })
+	return s.cfg.Owner == nil || slices.Equal(withOwner(cur.OwnerReferences, *s.cfg.Owner), cur.OwnerReferences)
 }
 
 // desired turns sec (a copy of the current object, resourceVersion kept)
@@ -261,8 +261,8 @@ func (s *Sink) desired(sec *corev1.Secret, g Generation, hash string) *corev1.Se
 		sec.Labels = map[string]string{}
 	}
 	maps.Copy(sec.Labels, s.cfg.Labels)
-	if o := s.cfg.Owner; o != nil && !slices.ContainsFunc(sec.OwnerReferences, func(r metav1.OwnerReference) bool { return r.UID == o.UID }) {
-		sec.OwnerReferences = append(sec.OwnerReferences, *o)
+	if o := s.cfg.Owner; o != nil {
+		sec.OwnerReferences = withOwner(sec.OwnerReferences, *o)
 	}
 	return sec
 }
@@ -293,6 +293,27 @@ func (s *Sink) held(ctx context.Context) (int64, time.Time, error) {
 		return 0, end, nil // absent or edited by hand: nothing to continue from
 	}
 	return n, end, nil
+}
+
+// withOwner is refs with o among them, and without a reference to an
+// earlier object of o's kind and name (a Deployment deleted with orphans
+// and created again has a new UID); other owners are kept.
+func withOwner(refs []metav1.OwnerReference, o metav1.OwnerReference) []metav1.OwnerReference {
+	out := make([]metav1.OwnerReference, 0, len(refs)+1)
+	found := false
+	for _, r := range refs {
+		switch {
+		case r.UID == o.UID:
+			found = true
+		case r.APIVersion == o.APIVersion && r.Kind == o.Kind && r.Name == o.Name:
+			continue
+		}
+		out = append(out, r)
+	}
+	if !found {
+		out = append(out, o)
+	}
+	return out
 }
 
 // DiskWriter is the folder writer Writer wraps (*wallet.Writer): the

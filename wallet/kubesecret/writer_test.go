@@ -236,3 +236,36 @@ func TestWriterHeld(t *testing.T) {
 		t.Fatal("held while the API is down")
 	}
 }
+
+// TestOwnerReference: the Secret gets the owner once (an unchanged wallet
+// and owner write nothing), a reference to an earlier Deployment of the same
+// name is replaced, and other owners are kept.
+func TestOwnerReference(t *testing.T) {
+	api := &fakeSecrets{objs: map[string]*corev1.Secret{}, fail: map[string]error{}}
+	owner := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "cesd", UID: "uid-2"}
+	sink, err := New(Config{Namespace: "ns", Name: "wallet", Owner: &owner}, api, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := Generation{Number: 1, Data: map[string][]byte{"cwallet.sso": []byte("a")}}
+	ctx := context.Background()
+	if wrote, err := sink.Publish(ctx, g); err != nil || !wrote {
+		t.Fatalf("first publish: %v, %v", wrote, err)
+	}
+	if refs := api.objs["wallet"].OwnerReferences; len(refs) != 1 || refs[0] != owner {
+		t.Fatalf("owners %+v", refs)
+	}
+	if wrote, err := sink.Publish(ctx, g); err != nil || wrote {
+		t.Fatalf("unchanged: wrote %v, %v", wrote, err)
+	}
+	other := metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "cesd", UID: "uid-x"}
+	stale := owner
+	stale.UID = "uid-1"
+	api.objs["wallet"].OwnerReferences = []metav1.OwnerReference{other, stale}
+	if wrote, err := sink.Publish(ctx, g); err != nil || !wrote {
+		t.Fatalf("publish over a stale owner: %v, %v", wrote, err)
+	}
+	if refs := api.objs["wallet"].OwnerReferences; len(refs) != 2 || refs[0] != other || refs[1] != owner {
+		t.Fatalf("owners %+v, want the other owner and the new Deployment", refs)
+	}
+}
