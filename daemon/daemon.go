@@ -143,6 +143,10 @@ type Deps struct {
 	Watchdog time.Duration // WatchdogSec; 0: no watchdog
 	// Lease, in fleet mode, says who holds the Lease, for /status.
 	Lease Lease
+	// Route, in fleet mode with callback_service, runs beside the other
+	// parts and routes callbacks to this replica while the daemon runs
+	// (*kuberoute.Route); its failures are its own to retry.
+	Route Runner
 }
 
 // Lease is the part of fleet mode's elector /status shows
@@ -176,6 +180,7 @@ type Daemon struct {
 
 	mu       sync.Mutex
 	callback Runner
+	route    Runner // fleet mode: the callback route; nil otherwise
 	opsAddr  net.Addr
 	running  bool
 
@@ -269,6 +274,7 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 		status:   &board{},
 		lease:    deps.Lease,
 		callback: deps.Callback,
+		route:    deps.Route,
 		started:  make(chan struct{}),
 	}
 	if deps.Queue != nil {
@@ -386,6 +392,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if callback != nil {
 		parts = append(parts, part{"callback listener", callback.Run})
+	}
+	if d.route != nil {
+		parts = append(parts, part{"callback route", d.route.Run})
 	}
 	d.log.Info("daemon started",
 		zap.String("wallet_dir", d.cfg.WalletDir),

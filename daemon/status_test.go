@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -96,4 +97,39 @@ func TestStatusLeader(t *testing.T) {
 			t.Errorf("lease %v: status %s", lease, js)
 		}
 	}
+}
+
+// fakeRoute records that the daemon ran it, and until when.
+type fakeRoute struct{ started, stopped chan struct{} }
+
+func (r fakeRoute) Run(ctx context.Context) error {
+	close(r.started)
+	<-ctx.Done()
+	close(r.stopped)
+	return nil
+}
+
+// TestRouteRunsWithTheDaemon: fleet mode's callback route runs exactly
+// while the daemon does (while this replica leads).
+func TestRouteRunsWithTheDaemon(t *testing.T) {
+	r := fakeRoute{make(chan struct{}), make(chan struct{})}
+	w := &fakeWriter{gen: 1, name: "a"}
+	d, err := New(Config{WalletDir: t.TempDir()}, Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, w), Route: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	<-r.started
+	select {
+	case <-r.stopped:
+		t.Fatal("the route stopped while the daemon runs")
+	default:
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	<-r.stopped
 }

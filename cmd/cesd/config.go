@@ -162,6 +162,7 @@ var keys = []keyDef{
 	{"namespace", kString, "", "namespace of the Secret and the Lease (default: the pod's own)"},
 	{"kubeconfig", kString, "", "kubeconfig file for the Kubernetes API (empty: in-cluster)"},
 	{"lease_name", kString, "", "fleet mode: only the holder of this Lease fetches and writes (identity: env POD_NAME or the hostname)"},
+	{"callback_service", kString, "", "fleet mode: selectorless Service whose EndpointSlice the leader points at itself (env POD_IP), so callbacks reach it while every warm replica is ready"},
 	{"log_level", kString, "info", "debug, info, warn or error"},
 	{"log_format", kString, "json", "json or console"},
 }
@@ -389,6 +390,9 @@ type Config struct {
 	Namespace    string
 	Kubeconfig   string
 	LeaseName    string
+	// CallbackService routes callbacks to the leader through its
+	// EndpointSlice (fleet mode).
+	CallbackService string
 }
 
 // needs says which groups of keys a command requires.
@@ -487,6 +491,14 @@ func build(s settings, env envFunc, n needs) (*Config, error) {
 	}
 	if c.LeaseName != "" && c.SecretName == "" {
 		p.fail("lease_name", "fleet mode elects the writer of a Secret: set secret_name too")
+	}
+	if c.CallbackService = p.str("callback_service"); c.CallbackService != "" {
+		switch {
+		case c.LeaseName == "":
+			p.fail("callback_service", "routes callbacks to the holder of a Lease: set lease_name too")
+		case c.CallbackURL == "":
+			p.fail("callback_service", "routes callbacks, but callback_url is empty (poll only)")
+		}
 	}
 	if c.Kubeconfig != "" {
 		p.readable("kubeconfig", c.Kubeconfig)

@@ -113,6 +113,13 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 			}},
 		{name: "retail home and base url both", args: []string{"--retail-home-url", "https://home.retail.r.ocs.oracle.com/rgbu-common-a-b-rh"}, wantKey: "retail_home_url"},
 		{name: "bad retail home", args: []string{"--base-url", "", "--retail-home-url", "https://x/y"}, wantKey: "retail_home_url"},
+		{name: "callback_service", yaml: "secret_name: w\nlease_name: cesd\ncallback_url: http://cesd-callback:8480/n\n", env: map[string]string{"CESD_CALLBACK_SERVICE": "cesd-callback"}, check: func(t *testing.T, c *Config) {
+			if c.CallbackService != "cesd-callback" {
+				t.Errorf("callback_service = %q", c.CallbackService)
+			}
+		}},
+		{name: "callback_service without lease_name", yaml: "secret_name: w\ncallback_url: http://cesd-callback:8480/n\ncallback_service: cesd-callback\n", wantKey: "callback_service"},
+		{name: "callback_service without callback_url", args: []string{"--callback-service", "cesd-callback"}, yaml: "secret_name: w\nlease_name: cesd\n", wantKey: "callback_service"},
 		{name: "empty env does not blank the file", env: map[string]string{"CESD_CLIENT_ID": ""}, check: func(t *testing.T, c *Config) {
 			if c.ClientID != "id-from-file" {
 				t.Errorf("client_id = %q", c.ClientID)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,12 +21,14 @@ import (
 	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	discoveryv1client "k8s.io/client-go/kubernetes/typed/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/cesd/cesd/ces"
 	"github.com/cesd/cesd/daemon"
+	"github.com/cesd/cesd/daemon/kuberoute"
 	"github.com/cesd/cesd/daemon/leader"
 	"github.com/cesd/cesd/daemon/refresh"
 	"github.com/cesd/cesd/daemon/standby"
@@ -40,10 +43,10 @@ const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namesp
 const fleetBuilt = true
 
 // newFleet builds the Kubernetes client (kubeconfig, or in-cluster when
-// empty) and fleet mode's parts; identity is POD_NAME or the hostname. A
+// empty) and fleet mode's parts for this pod (name and IP). A
 // follower keeps client's IAM token fresh, so the daemon finds it at once
 // when this replica takes over.
-func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.Registry, log *zap.Logger) (fleet, error) {
+func newFleet(cfg *Config, self pod, client *ces.Client, reg *prometheus.Registry, log *zap.Logger) (fleet, error) {
 	if cfg.SecretName == "" {
 		return fleet{}, nil
 	}
@@ -78,16 +81,32 @@ func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.
 	}
 	f := fleet{writer: func(disk *wallet.Writer) refresh.Writer { return kubesecret.NewWriter(disk, sink) }, secret: ns + "/" + cfg.SecretName}
 	if cfg.LeaseName != "" {
-		if identity == "" {
+		if self.Name == "" {
 			return fleet{}, &configError{Key: "lease_name", Msg: "no identity: set env POD_NAME"}
 		}
-		e, err := leader.New(leader.Config{Namespace: ns, LeaseName: cfg.LeaseName, Identity: identity}, kc.coordination, reg, log.Named("leader"))
+		e, err := leader.New(leader.Config{Namespace: ns, LeaseName: cfg.LeaseName, Identity: self.Name}, kc.coordination, reg, log.Named("leader"))
 		if err != nil {
 			return fleet{}, err
 		}
 		f.lease = e
 		checks := []standby.Check{{Name: "secret " + ns + "/" + cfg.SecretName, Run: sink.Check}}
-		sb, err := standby.New(standby.Config{WalletDir: cfg.WalletDir, Secret: f.secret, WalletStaged: cfg.WalletStaged, CheckTimeout: cfg.RequestTimeout},
+		if cfg.CallbackService != "" {
+			_, port, _ := net.SplitHostPort(cfg.Listen) // checked with the config
+			p, _ := strconv.ParseInt(port, 10, 32)
+			route, err := kuberoute.New(kuberoute.Config{Namespace: ns, Service: cfg.CallbackService, Address: self.IP, Pod: self.Name,
+				Node: self.Node, Port: int32(p), Timeout: cfg.RequestTimeout}, kc.discovery, log.Named("route"))
+			if err != nil {
+				return fleet{}, &configError{Key: "callback_service", Msg: err.Error()}
+			}
+			f.route = route
+			checks = append(checks, standby.Check{Name: "endpointslice " + route.Name(), Run: route.Check})
+		}
+		// With callback_service, callbacks reach the leader through its
+		// EndpointSlice, and a warm follower may be ready (so that a
+		// PodDisruptionBudget can evict the leader); without it, readiness
+		// is what routes callbacks to the leader.
+		sb, err := standby.New(standby.Config{WalletDir: cfg.WalletDir, Secret: f.secret, WalletStaged: cfg.WalletStaged, CheckTimeout: cfg.RequestTimeout,
+			ReadyWhenWarm: f.route != nil},
 			standby.Deps{Token: client, Checks: checks, Lease: e, Gatherer: reg, Registerer: reg, Logger: log.Named("standby")})
 		if err != nil {
 			return fleet{}, err
@@ -106,7 +125,8 @@ func newFleet(cfg *Config, identity string, client *ces.Client, reg *prometheus.
 type kubeClients struct {
 	core         *corev1client.CoreV1Client
 	coordination *coordinationv1client.CoordinationV1Client
-	apps         *appsv1client.AppsV1Client // secret_owner's one Deployment get
+	apps         *appsv1client.AppsV1Client           // secret_owner's one Deployment get
+	discovery    *discoveryv1client.DiscoveryV1Client // callback_service's EndpointSlice
 }
 
 func newKubeClients(rc *rest.Config) (kubeClients, error) {
@@ -119,6 +139,7 @@ func newKubeClients(rc *rest.Config) (kubeClients, error) {
 		typedClient(&c.core, rc, hc, corev1client.NewForConfigAndClient),
 		typedClient(&c.coordination, rc, hc, coordinationv1client.NewForConfigAndClient),
 		typedClient(&c.apps, rc, hc, appsv1client.NewForConfigAndClient),
+		typedClient(&c.discovery, rc, hc, discoveryv1client.NewForConfigAndClient),
 	)
 	return c, err
 }

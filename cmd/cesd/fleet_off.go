@@ -18,12 +18,14 @@ const fleetBuilt = false
 const errNoFleet = "this cesd was built without fleet mode; build with `go build -tags fleet ./cmd/cesd` (see docs/deploy-kubernetes.md)"
 
 // newFleet without fleet mode: nothing to wire, and a fleet key is an error.
-func newFleet(cfg *Config, _ string, _ *ces.Client, _ *prometheus.Registry, _ *zap.Logger) (fleet, error) {
+func newFleet(cfg *Config, _ pod, _ *ces.Client, _ *prometheus.Registry, _ *zap.Logger) (fleet, error) {
 	switch {
 	case cfg.SecretName != "":
 		return fleet{}, &configError{Key: "secret_name", Msg: errNoFleet}
 	case cfg.LeaseName != "":
 		return fleet{}, &configError{Key: "lease_name", Msg: errNoFleet}
+	case cfg.CallbackService != "":
+		return fleet{}, &configError{Key: "callback_service", Msg: errNoFleet}
 	}
 	return fleet{}, nil
 }

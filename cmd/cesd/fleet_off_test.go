@@ -32,16 +32,17 @@ func TestFleetDefaultBuildLinksNoClientGo(t *testing.T) {
 // mode is a config error naming the key and the build that has it.
 func TestFleetKeysNeedTheFleetBuild(t *testing.T) {
 	for key, cfg := range map[string]*Config{
-		"secret_name": {SecretName: "wallet", LeaseName: "cesd"},
-		"lease_name":  {LeaseName: "cesd"},
+		"secret_name":      {SecretName: "wallet", LeaseName: "cesd"},
+		"lease_name":       {LeaseName: "cesd"},
+		"callback_service": {CallbackService: "cesd-callback"},
 	} {
-		_, err := newFleet(cfg, "pod-0", nil, nil, nil)
+		_, err := newFleet(cfg, pod{Name: "pod-0"}, nil, nil, nil)
 		var ce *configError
 		if !errors.As(err, &ce) || ce.Key != key || !strings.Contains(err.Error(), "-tags fleet") {
 			t.Errorf("%s: err = %v, want a config error on %s naming -tags fleet", key, err, key)
 		}
 	}
-	if f, err := newFleet(&Config{}, "", nil, nil, nil); err != nil || f.writer != nil || f.run != nil || f.lease != nil {
+	if f, err := newFleet(&Config{}, pod{}, nil, nil, nil); err != nil || f.writer != nil || f.run != nil || f.lease != nil {
 		t.Fatalf("outside fleet mode: %+v, %v", f, err)
 	}
 }

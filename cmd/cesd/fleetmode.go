@@ -19,16 +19,22 @@ type fleet struct {
 	writer func(disk *wallet.Writer) refresh.Writer // the Secret sink over disk; nil without secret_name
 	lease  daemon.Lease                             // who leads, for /status; nil without lease_name
 	secret string                                   // "namespace/name" of the Secret, for /status
+	route  daemon.Runner                            // routes callbacks here while leading; nil without callback_service
 	// run runs the daemon only while this replica leads; nil without lease_name.
 	run func(ctx context.Context, d *daemon.Daemon, metricsListen string, log *zap.Logger) error
 }
 
-// leaseIdentity names this replica in the Lease: POD_NAME (from the downward
-// API), else the hostname, which is the pod name too in Kubernetes.
-func leaseIdentity(env func(string) string) string {
-	if id := env("POD_NAME"); id != "" {
-		return id
+// pod is what the downward API tells a replica about itself.
+type pod struct {
+	Name string // its identity in the Lease: POD_NAME, else the hostname (the pod name too in Kubernetes)
+	IP   string // POD_IP: where callback_service routes callbacks while this replica leads
+	Node string // NODE_NAME: the pod's node, which kube-proxy needs for externalTrafficPolicy: Local
+}
+
+func podFromEnv(env func(string) string) pod {
+	p := pod{Name: env("POD_NAME"), IP: env("POD_IP"), Node: env("NODE_NAME")}
+	if p.Name == "" {
+		p.Name, _ = os.Hostname()
 	}
-	h, _ := os.Hostname()
-	return h
+	return p
 }

@@ -18,7 +18,7 @@ var cesKeys = []string{"base_url", "retail_home_url", "base_url_suffix", "token_
 var daemonOnlyKeys = []string{"listen", "listen_tls_cert_file", "listen_tls_key_file", "callback_url", "callback_auth_file",
 	"extra_endpoints", "metrics_listen", "poll_interval", "jitter", "min_interval", "register_interval",
 	"on_change", "hook_timeout", "reload_signal", "reload_pid_file", "unregister_on_exit", "shutdown_timeout",
-	"secret_name", "secret_labels", "secret_owner", "namespace", "kubeconfig", "lease_name"}
+	"secret_name", "secret_labels", "secret_owner", "namespace", "kubeconfig", "lease_name", "callback_service"}
 
 // helpKeys says which keys a command's --help lists: the ones it uses. Every
 // command still accepts every key, so one config file, one environment

@@ -60,12 +60,12 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.failRun(fmt.Errorf("ces client: %w", err))
 	}
-	fl, err := newFleet(cfg, leaseIdentity(env), client, reg, log)
+	fl, err := newFleet(cfg, podFromEnv(env), client, reg, log)
 	if err != nil {
 		return c.failRun(err)
 	}
 	d, callback, err := buildDaemon(cfg, cc, log, reg, reg, extras{client: client, systemd: sd, watchdog: watchdog, signals: hup, secret: fl.writer, lease: fl.lease,
-		secretRef: fl.secret})
+		route: fl.route, secretRef: fl.secret})
 	var ce *configError
 	if errors.As(err, &ce) {
 		return c.failRun(err) // found while wiring (an unsafe wallet_dir): still a config error
@@ -108,6 +108,7 @@ type extras struct {
 	secret    func(disk *wallet.Writer) refresh.Writer // fleet mode: each generation also goes to the Secret
 	lease     daemon.Lease                             // fleet mode: who leads, for /status
 	secretRef string                                   // fleet mode: "namespace/name" of the Secret, for /status
+	route     daemon.Runner                            // fleet mode: routes callbacks to the leader
 }
 
 // buildDaemon wires ces, wallet, the refresh pipeline, certinfo, notify and
@@ -165,6 +166,9 @@ func buildDaemon(cfg *Config, cc ces.Config, log *zap.Logger, reg prometheus.Reg
 	}
 	if ex.lease != nil {
 		deps.Lease = ex.lease
+	}
+	if ex.route != nil {
+		deps.Route = ex.route
 	}
 	dc := daemonConfig(cfg)
 	dc.Secret = ex.secretRef

@@ -21,7 +21,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +42,7 @@ import (
 	authzv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -52,6 +57,7 @@ import (
 
 	"github.com/cesd/cesd/ces/cestest"
 	"github.com/cesd/cesd/daemon"
+	"github.com/cesd/cesd/daemon/kuberoute"
 	"github.com/cesd/cesd/deploy/internal/fieldtest"
 	"github.com/cesd/cesd/wallet"
 	"github.com/cesd/cesd/wallet/kubesecret"
@@ -60,7 +66,9 @@ import (
 const (
 	ns         = "fleet"
 	secretName = "oracle-wallet"
-	leaseName  = "cesd"
+	// callbackService is the Service of service.yaml and endpointslice.yaml.
+	callbackService = "cesd-callback"
+	leaseName       = "cesd"
 )
 
 func TestFleet(t *testing.T) {
@@ -108,6 +116,24 @@ func TestFleet(t *testing.T) {
 		_, denied["scale own deployment"] = deployments.GetScale(ctx, "cesd", metav1.GetOptions{})
 		denied["delete own deployment"] = deployments.Delete(ctx, "cesd", metav1.DeleteOptions{})
 		_, denied["get deployment in default"] = sa.AppsV1().Deployments("default").Get(ctx, "cesd", metav1.GetOptions{})
+		// callback_service gets and updates its one EndpointSlice, nothing else.
+		otherSlice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "other",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "other"}}, AddressType: discoveryv1.AddressTypeIPv4}
+		if _, err := admin.DiscoveryV1().EndpointSlices(ns).Create(ctx, otherSlice, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		slices := sa.DiscoveryV1().EndpointSlices(ns)
+		if _, err := slices.Get(ctx, callbackService, metav1.GetOptions{}); err != nil {
+			t.Fatalf("get endpointslice %s: %v", callbackService, err)
+		}
+		_, denied["get other endpointslice"] = slices.Get(ctx, "other", metav1.GetOptions{})
+		_, denied["update other endpointslice"] = slices.Update(ctx, otherSlice, metav1.UpdateOptions{})
+		_, denied["list endpointslices"] = slices.List(ctx, metav1.ListOptions{})
+		_, denied["watch endpointslices"] = slices.Watch(ctx, metav1.ListOptions{})
+		_, denied["create endpointslice"] = slices.Create(ctx, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "new"}, AddressType: discoveryv1.AddressTypeIPv4}, metav1.CreateOptions{})
+		denied["delete own endpointslice"] = slices.Delete(ctx, callbackService, metav1.DeleteOptions{})
+		_, denied["get endpointslice in default"] = sa.DiscoveryV1().EndpointSlices("default").Get(ctx, callbackService, metav1.GetOptions{})
+		_, denied["list services"] = sa.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
 		for what, err := range denied {
 			if !apierrors.IsForbidden(err) {
 				t.Errorf("%s: want Forbidden, got %v", what, err)
@@ -134,7 +160,7 @@ func TestFleet(t *testing.T) {
 				n++
 			}
 		}
-		if n < 15 {
+		if n < 16 {
 			t.Errorf("only %d objects dry-run", n)
 		}
 	})
@@ -143,13 +169,47 @@ func TestFleet(t *testing.T) {
 		testConflict(t, admin, sa)
 	})
 
+	t.Run("the route points the EndpointSlice with the Role's rights, and again writes nothing", func(t *testing.T) {
+		r, err := kuberoute.New(kuberoute.Config{Namespace: ns, Service: callbackService, Address: "10.0.9.9", Pod: "cesd-z", Port: 8480}, sa.DiscoveryV1(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Check(ctx); err != nil {
+			t.Fatalf("check: %v", err)
+		}
+		if changed, err := r.Point(ctx); err != nil || !changed {
+			t.Fatalf("point: changed %v, %v", changed, err)
+		}
+		s, err := admin.DiscoveryV1().EndpointSlices(ns).Get(ctx, callbackService, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Endpoints) != 1 || s.Endpoints[0].Addresses[0] != "10.0.9.9" || s.Endpoints[0].TargetRef.Name != "cesd-z" {
+			t.Fatalf("endpoints %+v", s.Endpoints)
+		}
+		if changed, err := r.Point(ctx); err != nil || changed {
+			t.Fatalf("pointing again: changed %v, %v", changed, err)
+		}
+		if after, err := admin.DiscoveryV1().EndpointSlices(ns).Get(ctx, callbackService, metav1.GetOptions{}); err != nil || after.ResourceVersion != s.ResourceVersion {
+			t.Errorf("pointing again wrote the slice (%v)", err)
+		}
+		v6, err := kuberoute.New(kuberoute.Config{Namespace: ns, Service: callbackService, Address: "fd00::9"}, sa.DiscoveryV1(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v6.Check(ctx); err == nil || !strings.Contains(err.Error(), "addressType IPv4") {
+			t.Errorf("an IPv6 pod against the IPv4 slice: %v", err)
+		}
+	})
+
 	work := t.TempDir()
 	kubeconfig := k.kubeconfig(t, work, token)
 	bin := fieldtest.BuildCesd(t, work, "fleet")
 	sim, clientSecret := startSim(t, work)
+	pods := startPodNet(t, admin)
 	reps := map[string]*replica{}
 	for _, id := range []string{"cesd-a", "cesd-b"} {
-		reps[id] = startReplica(t, bin, work, id, kubeconfig, sim)
+		reps[id] = startReplicaOn(t, bin, work, id, kubeconfig, sim, pods)
 	}
 	generation := func(s *corev1.Secret) int64 {
 		n, err := strconv.ParseInt(s.Annotations[kubesecret.AnnotationGeneration], 10, 64)
@@ -269,13 +329,6 @@ func TestFleet(t *testing.T) {
 	if s.Labels["app.kubernetes.io/part-of"] != "oracle-wallet" {
 		t.Errorf("labels: %v", s.Labels)
 	}
-	for id, r := range reps {
-		if id != leaderID {
-			if code := readyz(r.metrics); code != http.StatusServiceUnavailable {
-				t.Errorf("follower %s /readyz = %d, want 503 (callbacks route to the leader)", id, code)
-			}
-		}
-	}
 	var follower *replica
 	for id, r := range reps {
 		if id != leaderID {
@@ -283,12 +336,15 @@ func TestFleet(t *testing.T) {
 		}
 	}
 	t.Log("the follower is warm: it holds an IAM token of its own and can read the Secret")
-	fieldtest.Wait(t, time.Minute, "the follower warm", func() (bool, string) {
+	fieldtest.Wait(t, time.Minute, "the follower warm, naming the leader", func() (bool, string) {
 		st, err := jsonStatus(follower.metrics)
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.Healthy && st.Standby != nil && st.Standby.Warm, fmt.Sprintf("%+v", st.Standby)
+		// A follower that campaigned before the leader won sees the holder
+		// at its next retry (2 to 4.4 s): until then it says none.
+		return st.Healthy && st.Standby != nil && st.Standby.Warm && st.Leader != nil && st.Leader.Holder == leaderID,
+			fmt.Sprintf("%+v %+v", st.Leader, st.Standby)
 	})
 	if n := sim.TokensIssued(); n != 2 {
 		t.Errorf("the simulator issued %d IAM tokens, want 2: one for the leader, one for the warm follower", n)
@@ -338,16 +394,24 @@ func TestFleet(t *testing.T) {
 		}
 		var st daemon.Status
 		if err := json.Unmarshal(raw, &st); err != nil || st.Leader == nil || st.Leader.Holder != leaderID || st.Leader.Identity != r.id || st.Leader.Role != role {
-			t.Errorf("cesd status --json on %s: %v %s", r.id, err, raw)
+			t.Errorf("cesd status --json on %s: %v %q", r.id, err, raw)
 		}
 	}
 	if code := readyz(leader.metrics); code != http.StatusOK {
 		t.Errorf("leader /readyz = %d", code)
 	}
+	t.Log("callbacks route to the leader through its EndpointSlice; the warm follower is ready too")
+	fieldtest.Wait(t, time.Minute, "the EndpointSlice names the leader", pods.routesTo(leader))
+	if code := readyz(follower.metrics); code != http.StatusOK {
+		t.Errorf("warm follower %s /readyz = %d, want 200 (callback_service routes callbacks, so a drain can evict the leader)", follower.id, code)
+	}
 
-	t.Log("a rotation reaches the Secret")
+	t.Log("a rotation's callback reaches the leader through the EndpointSlice, and the Secret")
 	sim.Rotate("all")
 	fieldtest.Wait(t, time.Minute, "rotation 1 in the Secret", secretIs(sim.Current()))
+	if n := pods.hits(leader); n < 1 {
+		t.Errorf("the callback Service sent %d callbacks to the leader, want ≥ 1", n)
+	}
 
 	t.Log("an external edit is put back at the next refresh")
 	rv := secret().ResourceVersion
@@ -387,6 +451,7 @@ func TestFleet(t *testing.T) {
 	}
 	sim.Rotate("all")
 	fieldtest.Wait(t, time.Minute, "rotation 2 in the Secret", secretIs(sim.Current()))
+	fieldtest.Wait(t, time.Minute, "the EndpointSlice names the new leader", pods.routesTo(reps[leaderID]))
 	if g, was := generation(secret()), generation(before); g <= was {
 		t.Errorf("generation %d after takeover, was %d: the Secret's number went backwards", g, was)
 	}
@@ -398,8 +463,12 @@ func TestFleet(t *testing.T) {
 		t.Errorf("the new leader made %v IAM token requests, the simulator issued %d tokens in all: "+
 			"want 1 and 2 (its takeover fetch used the token it kept warm)", n, sim.TokensIssued())
 	}
+	hits := pods.hits(reps[leaderID])
 	sim.Rotate("credentials")
 	fieldtest.Wait(t, time.Minute, "rotation 3 (by callback to the new leader) in the Secret", secretIs(sim.Current()))
+	if pods.hits(reps[leaderID]) <= hits {
+		t.Error("rotation 3's callback did not reach the new leader through the EndpointSlice")
+	}
 	fams, err = fieldtest.Metrics(reps[leaderID].metrics)
 	if err != nil {
 		t.Fatal(err)
@@ -413,7 +482,7 @@ func TestFleet(t *testing.T) {
 	if len(left) != 1 {
 		t.Fatalf("a SIGKILLed replica left %q, want its one staging folder", left)
 	}
-	restarted := startReplica(t, bin, work, leader.id, kubeconfig, sim)
+	restarted := startReplicaOn(t, bin, work, leader.id, kubeconfig, sim, pods)
 	fieldtest.Wait(t, time.Minute, "the leftover staging folder removed", func() (bool, string) {
 		now := restarted.staging(t)
 		return len(now) == 1 && now[0] != left[0], fmt.Sprintf("staging folders %q", now)
@@ -425,7 +494,33 @@ func TestFleet(t *testing.T) {
 	if now := restarted.staging(t); len(now) != 0 {
 		t.Errorf("a replica stopped cleanly left %q", now)
 	}
-	for _, r := range append([]*replica{restarted}, reps[leaderID], leader) {
+
+	t.Log("a drain evicts the leader: a new replica warms up and is ready; SIGTERM releases the Lease, it takes over and repoints the EndpointSlice")
+	third := startReplicaOn(t, bin, work, "cesd-c", kubeconfig, sim, pods)
+	reps[third.id] = third
+	fieldtest.Wait(t, time.Minute, "cesd-c warm and ready", func() (bool, string) {
+		return readyz(third.metrics) == http.StatusOK, "not ready yet"
+	})
+	drained := reps[leaderID]
+	if err := drained.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-drained.done
+	if code := drained.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("the drained leader exited %d, want 0", code)
+	}
+	fieldtest.Wait(t, time.Minute, "cesd-c leads", func() (bool, string) {
+		ok, why := oneLeads()
+		return ok && leaderID == third.id, why
+	})
+	fieldtest.Wait(t, time.Minute, "the EndpointSlice names cesd-c", pods.routesTo(third))
+	hits = pods.hits(third)
+	sim.Rotate("all")
+	fieldtest.Wait(t, time.Minute, "rotation 4 (by callback to cesd-c) in the Secret", secretIs(sim.Current()))
+	if pods.hits(third) <= hits {
+		t.Error("rotation 4's callback did not reach cesd-c through the EndpointSlice")
+	}
+	for _, r := range append([]*replica{restarted, third}, drained, leader) {
 		for _, line := range strings.Split(strings.TrimSpace(r.log.String()), "\n") {
 			if !json.Valid([]byte(line)) {
 				t.Errorf("%s logged a line that is not JSON: %s", r.id, line)
@@ -454,7 +549,8 @@ func jsonStatus(addr string) (*daemon.Status, error) {
 }
 
 // startFleetNamespace starts etcd and the apiserver, creates the fleet
-// namespace with the shipped rbac.yaml, secret.yaml and lease.yaml, and
+// namespace with the shipped rbac.yaml, secret.yaml, lease.yaml and
+// endpointslice.yaml, and
 // mints a token for the cesd ServiceAccount through the TokenRequest API.
 func startFleetNamespace(t testing.TB) (k *kube, admin kubernetes.Interface, token string) {
 	t.Helper()
@@ -466,7 +562,7 @@ func startFleetNamespace(t testing.TB) (k *kube, admin kubernetes.Interface, tok
 	}
 	// deployment.yaml too: the Secret's owner (secret_owner). No controller
 	// manager runs, so it starts no pods; the tests run cesd themselves.
-	for _, f := range []string{"rbac.yaml", "secret.yaml", "lease.yaml", "deployment.yaml"} {
+	for _, f := range []string{"rbac.yaml", "secret.yaml", "lease.yaml", "endpointslice.yaml", "deployment.yaml"} {
 		apply(t, admin, f)
 	}
 	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "cesd",
@@ -545,6 +641,8 @@ func createIn(ctx context.Context, c kubernetes.Interface, ns string, obj runtim
 		_, err = c.CoreV1().Secrets(ns).Create(ctx, v, o)
 	case *coordinationv1.Lease:
 		_, err = c.CoordinationV1().Leases(ns).Create(ctx, v, o)
+	case *discoveryv1.EndpointSlice:
+		_, err = c.DiscoveryV1().EndpointSlices(ns).Create(ctx, v, o)
 	case *rbacv1.Role:
 		_, err = c.RbacV1().Roles(ns).Create(ctx, v, o)
 	case *rbacv1.RoleBinding:
@@ -673,6 +771,7 @@ func tail(b []byte, n int) []byte {
 
 type replica struct {
 	id, tmp, metrics string
+	podIP, host      string // with a podNet: its pod IP, and the loopback address it listens on for it
 	cmd              *exec.Cmd
 	done             chan struct{}
 	log              *syncBuffer
@@ -698,12 +797,27 @@ func (r *replica) exited() bool {
 }
 
 func startReplica(t testing.TB, bin, work, id, kubeconfig string, sim *cestest.Server) *replica {
+	return startReplicaOn(t, bin, work, id, kubeconfig, sim, nil)
+}
+
+// startReplicaOn starts a replica on the pod network pods, with
+// callback_service; with pods nil, it listens on a loopback address of its
+// own and registers that as callback_url.
+func startReplicaOn(t testing.TB, bin, work, id, kubeconfig string, sim *cestest.Server, pods *podNet) *replica {
 	t.Helper()
 	r := &replica{id: id, tmp: filepath.Join(work, id+"-tmp"), metrics: fieldtest.FreeAddr(t), done: make(chan struct{}), log: &syncBuffer{}}
 	if err := os.MkdirAll(r.tmp, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	listen := fieldtest.FreeAddr(t)
+	callback := "http://" + listen + "/cesd/notify"
+	var network []string
+	if pods != nil {
+		r.podIP, r.host = pods.add(id)
+		listen = net.JoinHostPort(r.host, pods.port)
+		callback = pods.service + "/cesd/notify"
+		network = []string{"POD_IP=" + r.podIP, "CESD_CALLBACK_SERVICE=" + callbackService}
+	}
 	// Secret-only mode, as the shipped ConfigMap: an empty wallet_dir (a
 	// flag, since an empty CESD_* variable counts as unset).
 	r.cmd = exec.Command(bin, "run", "--wallet-dir=")
@@ -718,7 +832,7 @@ func startReplica(t testing.TB, bin, work, id, kubeconfig string, sim *cestest.S
 		"CESD_SQLNET_DIR=/wallet",
 		"CESD_SECRET_OWNER=cesd",
 		"CESD_LISTEN="+listen,
-		"CESD_CALLBACK_URL=http://"+listen+"/cesd/notify",
+		"CESD_CALLBACK_URL="+callback,
 		"CESD_METRICS_LISTEN="+r.metrics,
 		"CESD_POLL_INTERVAL=1h",
 		"CESD_SECRET_NAME="+secretName,
@@ -726,6 +840,7 @@ func startReplica(t testing.TB, bin, work, id, kubeconfig string, sim *cestest.S
 		"CESD_KUBECONFIG="+kubeconfig,
 		"CESD_LEASE_NAME="+leaseName,
 	)
+	r.cmd.Env = append(r.cmd.Env, network...)
 	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -922,4 +1037,109 @@ func testRefusedWrite(t *testing.T, admin, sa kubernetes.Interface, leader *repl
 	if n := swaps(); n != was+1 {
 		t.Errorf("cesd_generation_swaps_total %v -> %v: want the staged generation announced once, when the Secret took it", was, n)
 	}
+}
+
+// podNet plays the pod network and kube-proxy for the callback Service.
+// Each replica gets a pod IP, which it puts in the EndpointSlice, and a
+// loopback address of its own where it listens, on the port every replica
+// uses: the API server refuses loopback addresses in an EndpointSlice, so
+// the pod IPs (10.0.1.x) are mapped to 127.0.0.x here, as a pod network
+// would route them. The Service forwards each request to the address the
+// slice names at that moment, as kube-proxy does.
+type podNet struct {
+	admin   kubernetes.Interface
+	port    string // every replica's callback port, and the slice's
+	service string // the callback Service's URL: callback_url points here
+
+	mu    sync.Mutex
+	pods  map[string]string // pod name -> pod IP; a restarted pod keeps its IP
+	hosts map[string]string // pod IP -> loopback address
+	count map[string]int    // callbacks forwarded, by pod IP
+}
+
+func startPodNet(t *testing.T, admin kubernetes.Interface) *podNet {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(fieldtest.FreeAddr(t))
+	p := &podNet{admin: admin, port: port, pods: map[string]string{}, hosts: map[string]string{}, count: map[string]int{}}
+	// endpointslice.yaml carries the shipped listen port; this test's
+	// replicas listen on another, as an operator who changed listen would.
+	ctx := context.Background()
+	s, err := admin.DiscoveryV1().EndpointSlices(ns).Get(ctx, callbackService, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(port)
+	s.Ports[0].Port = ptr(int32(n))
+	if _, err := admin.DiscoveryV1().EndpointSlices(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(p.forward))
+	t.Cleanup(srv.Close)
+	p.service = srv.URL
+	return p
+}
+
+// add gives pod its pod IP and loopback address.
+func (p *podNet) add(pod string) (podIP, host string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ip, ok := p.pods[pod]; ok {
+		return ip, p.hosts[ip]
+	}
+	n := len(p.pods) + 2
+	podIP, host = fmt.Sprintf("10.0.1.%d", n), fmt.Sprintf("127.0.0.%d", n)
+	p.pods[pod], p.hosts[podIP] = podIP, host
+	return podIP, host
+}
+
+// endpoint is the ready address and port the slice names now.
+func (p *podNet) endpoint() (string, int32, error) {
+	s, err := p.admin.DiscoveryV1().EndpointSlices(ns).Get(context.Background(), callbackService, metav1.GetOptions{})
+	if err != nil {
+		return "", 0, err
+	}
+	if len(s.Endpoints) != 1 || len(s.Endpoints[0].Addresses) != 1 || len(s.Ports) != 1 || s.Ports[0].Port == nil {
+		return "", 0, fmt.Errorf("endpointslice %s: %d endpoints, %d ports", callbackService, len(s.Endpoints), len(s.Ports))
+	}
+	if c := s.Endpoints[0].Conditions.Ready; c == nil || !*c {
+		return "", 0, fmt.Errorf("endpointslice %s: the endpoint is not ready", callbackService)
+	}
+	return s.Endpoints[0].Addresses[0], *s.Ports[0].Port, nil
+}
+
+func (p *podNet) forward(w http.ResponseWriter, r *http.Request) {
+	ip, port, err := p.endpoint()
+	p.mu.Lock()
+	host, ok := p.hosts[ip]
+	if ok {
+		p.count[ip]++
+	}
+	p.mu.Unlock()
+	if err != nil || !ok {
+		http.Error(w, fmt.Sprintf("no endpoint: %v (%q)", err, ip), http.StatusServiceUnavailable)
+		return
+	}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(int(port)))})
+	proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+		http.Error(w, err.Error(), http.StatusBadGateway) // a killed leader, until the next one repoints the slice
+	}
+	proxy.ServeHTTP(w, r)
+}
+
+// routesTo: the slice names r's pod IP.
+func (p *podNet) routesTo(r *replica) func() (bool, string) {
+	return func() (bool, string) {
+		ip, _, err := p.endpoint()
+		if err != nil {
+			return false, err.Error()
+		}
+		return ip == r.podIP, fmt.Sprintf("the slice names %s, want %s (%s)", ip, r.podIP, r.id)
+	}
+}
+
+// hits is how many callbacks the Service forwarded to r.
+func (p *podNet) hits(r *replica) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.count[r.podIP]
 }
