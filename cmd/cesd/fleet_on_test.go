@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -114,5 +115,82 @@ func TestFleetShippedConfigMapIsSecretOnly(t *testing.T) {
 	}
 	if !strings.Contains(string(app), "mountPath: "+cfg.SQLNetDir+"\n") {
 		t.Errorf("app.yaml does not mount the Secret at sqlnet_dir %s", cfg.SQLNetDir)
+	}
+}
+
+// TestFleetShippedCallbackRoute: the shipped manifests agree on the callback
+// route: the ConfigMap's callback_service names a Service without a selector
+// and the EndpointSlice of the same name, labelled for it and managed by
+// cesd, whose port is the ConfigMap's listen port; the Role grants exactly
+// get, update and patch on that one slice; the Deployment gives cesd its
+// POD_IP and NODE_NAME.
+func TestFleetShippedCallbackRoute(t *testing.T) {
+	docs := func(file string) []map[string]any {
+		raw, err := os.ReadFile("../../deploy/kubernetes/fleet/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []map[string]any
+		for _, d := range strings.Split(string(raw), "\n---\n") {
+			var m map[string]any
+			if err := yaml.Unmarshal([]byte(d), &m); err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	var cm struct {
+		Data map[string]string `yaml:"data"`
+	}
+	raw, err := os.ReadFile("../../deploy/kubernetes/fleet/configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil {
+		t.Fatal(err)
+	}
+	var conf struct {
+		Listen          string `yaml:"listen"`
+		CallbackService string `yaml:"callback_service"`
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["cesd.yaml"]), &conf); err != nil || conf.CallbackService == "" {
+		t.Fatalf("the shipped ConfigMap sets no callback_service: %v", err)
+	}
+	_, listenPort, _ := strings.Cut(conf.Listen, ":")
+
+	svc := docs("service.yaml")[0]
+	spec := svc["spec"].(map[string]any)
+	if svc["metadata"].(map[string]any)["name"] != conf.CallbackService || spec["selector"] != nil {
+		t.Errorf("service.yaml: want the Service %s without a selector, got %v", conf.CallbackService, svc["metadata"])
+	}
+	slice := docs("endpointslice.yaml")[0]
+	meta := slice["metadata"].(map[string]any)
+	labels := meta["labels"].(map[string]any)
+	port := slice["ports"].([]any)[0].(map[string]any)
+	if meta["name"] != conf.CallbackService || labels["kubernetes.io/service-name"] != conf.CallbackService ||
+		labels["endpointslice.kubernetes.io/managed-by"] != "cesd.io" || fmt.Sprint(port["port"]) != listenPort ||
+		port["name"] != spec["ports"].([]any)[0].(map[string]any)["name"] {
+		t.Errorf("endpointslice.yaml does not fit the Service %s on listen port %s: %v %v", conf.CallbackService, listenPort, meta, port)
+	}
+	var granted []string
+	for _, r := range docs("rbac.yaml")[1]["rules"].([]any) {
+		rule := r.(map[string]any)
+		if fmt.Sprint(rule["resources"]) == "[endpointslices]" {
+			granted = append(granted, fmt.Sprint(rule["resourceNames"], rule["verbs"]))
+		}
+	}
+	if want := fmt.Sprintf("[%s] [get update patch]", conf.CallbackService); len(granted) != 1 || granted[0] != want {
+		t.Errorf("rbac.yaml grants on endpointslices %q, want exactly %q", granted, want)
+	}
+	deployment, err := os.ReadFile("../../deploy/kubernetes/fleet/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range []string{"name: POD_IP\n              valueFrom:\n                fieldRef:\n                  fieldPath: status.podIP",
+		"name: NODE_NAME\n              valueFrom:\n                fieldRef:\n                  fieldPath: spec.nodeName"} {
+		if !strings.Contains(string(deployment), env) {
+			t.Errorf("deployment.yaml lacks %q", env)
+		}
 	}
 }
