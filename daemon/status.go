@@ -44,6 +44,22 @@ type Status struct {
 	Reload   *ActionStatus   `json:"reload,omitempty"`   // the last reload_signal
 	Leader   *LeaderStatus   `json:"leader,omitempty"`   // fleet mode only
 	Standby  *StandbyStatus  `json:"standby,omitempty"`  // fleet mode, on a follower only
+	Route    *RouteStatus    `json:"route,omitempty"`    // fleet mode with callback_service, on the leader
+}
+
+// RouteStatus is where fleet mode's callback Service sends callbacks: the
+// EndpointSlice the leader points at itself (callback_service).
+type RouteStatus struct {
+	EndpointSlice string       `json:"endpointSlice"` // "namespace/name"
+	Address       string       `json:"address"`       // this replica's pod IP
+	PointsHere    bool         `json:"pointsHere"`    // at the last check
+	CheckedAt     time.Time    `json:"checkedAt,omitzero"`
+	LastError     *ErrorStatus `json:"lastError,omitempty"`
+}
+
+// RouteReporter is a Deps.Route that says how routing goes, for /status.
+type RouteReporter interface {
+	RouteStatus() RouteStatus
 }
 
 // LeaderStatus says who holds fleet mode's Lease, as this replica last saw
@@ -274,6 +290,13 @@ func (d *Daemon) Status() Status {
 	b.mu.Unlock()
 	if d.lease != nil {
 		s.Leader = &LeaderStatus{Role: RoleLeader, Holder: d.lease.Holder(), Identity: d.lease.Identity()}
+	}
+	if rr, ok := d.route.(RouteReporter); ok {
+		r := rr.RouteStatus()
+		s.Route = &r
+		if r.LastError != nil {
+			s.Warnings = append(s.Warnings, "callbacks may not reach this leader: "+r.LastError.Error+"; polling still covers rotations")
+		}
 	}
 
 	if readyErr != nil {

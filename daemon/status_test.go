@@ -133,3 +133,45 @@ func TestRouteRunsWithTheDaemon(t *testing.T) {
 	}
 	<-r.stopped
 }
+
+// reportingRoute is a route that says where callbacks go.
+type reportingRoute struct {
+	fakeRoute
+	st RouteStatus
+}
+
+func (r reportingRoute) RouteStatus() RouteStatus { return r.st }
+
+// TestStatusRoute: the leader's /status says where the callback Service
+// sends callbacks; a route that fails is a warning (polling covers), not a
+// problem.
+func TestStatusRoute(t *testing.T) {
+	at := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		route   Runner
+		want    *RouteStatus
+		warning string
+	}{
+		{route: nil},
+		{route: fakeRoute{}}, // a Runner that reports nothing
+		{route: reportingRoute{st: RouteStatus{EndpointSlice: "fleet/cesd-callback", Address: "10.1.2.3", PointsHere: true, CheckedAt: at}},
+			want: &RouteStatus{EndpointSlice: "fleet/cesd-callback", Address: "10.1.2.3", PointsHere: true, CheckedAt: at}},
+		{route: reportingRoute{st: RouteStatus{EndpointSlice: "fleet/cesd-callback", Address: "10.1.2.3", CheckedAt: at, LastError: &ErrorStatus{At: at, Error: "forbidden"}}},
+			want:    &RouteStatus{EndpointSlice: "fleet/cesd-callback", Address: "10.1.2.3", CheckedAt: at, LastError: &ErrorStatus{At: at, Error: "forbidden"}},
+			warning: "callbacks may not reach this leader: forbidden; polling still covers rotations"},
+	} {
+		w := &fakeWriter{gen: 1, name: "a"}
+		d, err := New(Config{WalletDir: t.TempDir()}, Deps{CES: &fakeCES{}, Pipeline: newFakePipeline(t, &fakeCES{}, w), Route: tt.route})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := d.Status()
+		if (st.Route == nil) != (tt.want == nil) || (tt.want != nil && (st.Route.PointsHere != tt.want.PointsHere ||
+			st.Route.EndpointSlice != tt.want.EndpointSlice || (st.Route.LastError == nil) != (tt.want.LastError == nil))) {
+			t.Errorf("%T: route %+v, want %+v", tt.route, st.Route, tt.want)
+		}
+		if got := strings.Join(st.Warnings, "\n"); (tt.warning == "") != !strings.Contains(got, "callbacks may not reach") || !strings.Contains(got, tt.warning) {
+			t.Errorf("%T: warnings %q, want %q", tt.route, got, tt.warning)
+		}
+	}
+}

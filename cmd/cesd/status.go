@@ -116,6 +116,16 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		tw.Flush()
 		return
 	}
+	if r := s.Route; r != nil {
+		state := "not checked yet"
+		switch {
+		case r.LastError != nil:
+			state = "NOT pointing here, checked " + ago(r.CheckedAt, s.Now) + ": " + oneLine(r.LastError.Error)
+		case r.PointsHere:
+			state = "points here, checked " + ago(r.CheckedAt, s.Now)
+		}
+		fmt.Fprintf(tw, "route	endpointslice %s -> %s: %s\n", r.EndpointSlice, r.Address, state)
+	}
 	if l := s.Live; l != nil {
 		valid := "no certificate dates from CES"
 		if l.DaysLeft != nil {

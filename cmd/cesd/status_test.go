@@ -262,3 +262,27 @@ func TestStatusNamesTheSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusOfALeaderRoute: the leader's summary says where the callback
+// Service sends callbacks.
+func TestStatusOfALeaderRoute(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		route daemon.RouteStatus
+		want  string
+	}{
+		{daemon.RouteStatus{EndpointSlice: "fleet/cesd-callback", Address: "10.1.2.3", PointsHere: true, CheckedAt: now.Add(-20 * time.Second)},
+			"route endpointslice fleet/cesd-callback -> 10.1.2.3: points here, checked 20s ago"},
+		{daemon.RouteStatus{EndpointSlice: "fleet/cesd-callback", Address: "10.1.2.3", CheckedAt: now, LastError: &daemon.ErrorStatus{At: now, Error: "forbidden\nforged"}},
+			"route endpointslice fleet/cesd-callback -> 10.1.2.3: NOT pointing here, checked 0s ago: forbidden forged"},
+		{daemon.RouteStatus{EndpointSlice: "fleet/cesd-callback", Address: "10.1.2.3"},
+			"route endpointslice fleet/cesd-callback -> 10.1.2.3: not checked yet"},
+	} {
+		var b strings.Builder
+		printStatus(&b, &daemon.Status{Now: now, Healthy: true, WalletDir: "/w", Route: &tt.route,
+			Leader: &daemon.LeaderStatus{Role: daemon.RoleLeader, Holder: "cesd-a", Identity: "cesd-a"}})
+		if !strings.Contains(squeeze(b.String()), tt.want) {
+			t.Errorf("summary lacks %q:\n%s", tt.want, b.String())
+		}
+	}
+}

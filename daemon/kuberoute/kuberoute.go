@@ -19,6 +19,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -56,6 +57,9 @@ type Route struct {
 	slices discoveryclient.EndpointSliceInterface
 	family discoveryv1.AddressType
 	log    *zap.Logger
+
+	mu     sync.Mutex
+	status daemon.RouteStatus
 }
 
 // New checks cfg; it does no I/O.
@@ -83,7 +87,32 @@ func New(cfg Config, client discoveryclient.EndpointSlicesGetter, log *zap.Logge
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Route{cfg: cfg, slices: client.EndpointSlices(cfg.Namespace), family: family, log: log}, nil
+	r := &Route{cfg: cfg, slices: client.EndpointSlices(cfg.Namespace), family: family, log: log}
+	r.status = daemon.RouteStatus{EndpointSlice: r.Name(), Address: cfg.Address}
+	return r, nil
+}
+
+// RouteStatus is how routing went at the last check, for the leader's
+// /status.
+func (r *Route) RouteStatus() daemon.RouteStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.status
+	if st.LastError != nil {
+		e := *st.LastError
+		st.LastError = &e
+	}
+	return st
+}
+
+func (r *Route) checked(err error) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.status.CheckedAt, r.status.PointsHere, r.status.LastError = now, err == nil, nil
+	if err != nil {
+		r.status.LastError = &daemon.ErrorStatus{At: now, Error: err.Error()}
+	}
 }
 
 // Name is the EndpointSlice's namespace/name, for messages.
@@ -189,6 +218,7 @@ func (r *Route) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		r.checked(err)
 		wait := r.cfg.Interval
 		switch {
 		case err != nil:

@@ -402,6 +402,14 @@ func TestFleet(t *testing.T) {
 	}
 	t.Log("callbacks route to the leader through its EndpointSlice; the warm follower is ready too")
 	fieldtest.Wait(t, time.Minute, "the EndpointSlice names the leader", pods.routesTo(leader))
+	fieldtest.Wait(t, time.Minute, "the leader's status says the route points at it", func() (bool, string) {
+		st, err := jsonStatus(leader.metrics)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Route != nil && st.Route.PointsHere && st.Route.Address == leader.podIP && st.Route.EndpointSlice == ns+"/"+callbackService,
+			fmt.Sprintf("%+v", st.Route)
+	})
 	if code := readyz(follower.metrics); code != http.StatusOK {
 		t.Errorf("warm follower %s /readyz = %d, want 200 (callback_service routes callbacks, so a drain can evict the leader)", follower.id, code)
 	}
