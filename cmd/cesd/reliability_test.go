@@ -52,7 +52,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cesdBin = filepath.Join(dir, "cesd")
-	out, err := exec.Command("go", "build", "-o", cesdBin, ".").CombinedOutput()
+	// The binary under test is the flavour this test was built as: with
+	// -tags fleet, the fleet build.
+	build := []string{"build", "-o", cesdBin}
+	if fleetBuilt {
+		build = append(build, "-tags", "fleet")
+	}
+	out, err := exec.Command("go", append(build, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.RemoveAll(dir)
