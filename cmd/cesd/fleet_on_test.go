@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,6 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
+
+	"github.com/cesd/cesd/ces"
+	"github.com/cesd/cesd/daemon/leader"
+	"github.com/cesd/cesd/daemon/standby"
 )
 
 func TestFleetVersionSaysYes(t *testing.T) {
@@ -191,6 +196,33 @@ func TestFleetShippedCallbackRoute(t *testing.T) {
 		"name: NODE_NAME\n              valueFrom:\n                fieldRef:\n                  fieldPath: spec.nodeName"} {
 		if !strings.Contains(string(deployment), env) {
 			t.Errorf("deployment.yaml lacks %q", env)
+		}
+	}
+}
+
+type fakeLeaseInfo struct{}
+
+func (fakeLeaseInfo) Holder() string   { return "a" }
+func (fakeLeaseInfo) Identity() string { return "a" }
+
+// TestFleetOnlyMetricsRegistered: the metrics the alert rules may use from
+// the fleet build are the ones its parts register.
+func TestFleetOnlyMetricsRegistered(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	rec := &recorder{Registerer: reg, names: map[string]bool{}}
+	if _, err := leader.New(leader.Config{Namespace: "ns", LeaseName: "cesd", Identity: "a"}, nil, rec, nil); err != nil {
+		t.Fatal(err)
+	}
+	client, err := ces.New(ces.Config{BaseURL: "https://ces.example.com/x", TokenURL: "https://iam.example.com/t", ClientID: "id", ClientSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := standby.New(standby.Config{}, standby.Deps{Token: client, Lease: fakeLeaseInfo{}, Registerer: rec}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range fleetOnlyMetrics {
+		if !rec.names[m] {
+			t.Errorf("%s is not registered by the fleet build", m)
 		}
 	}
 }
