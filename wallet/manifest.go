@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -102,6 +103,7 @@ type Check struct {
 	Manifest *Manifest
 	Files    []FileCheck // one per manifest file, sorted by name
 	Problems []string    // every mismatch, naming files, never content
+	Mounted  bool        // a Secret fleet mode wrote, as the kubelet mounts it
 }
 
 // FileCheck is one file of the live generation against its manifest entry.
@@ -114,22 +116,41 @@ type FileCheck struct {
 	Matches bool   `json:"matchesManifest"`
 }
 
+// SecretSchemaPrefix replaces "schemas/" in a schema password file's name
+// where one folder must hold every file: a Kubernetes Secret's keys, and so
+// the folder the kubelet mounts it as.
+const SecretSchemaPrefix = "schemas."
+
+// kubeletData is the name the kubelet's atomic writer gives the folder that
+// ..data points at in a mounted Secret: "..2006_01_02_15_04_05." and a
+// random number (MkdirTemp).
+var kubeletData = regexp.MustCompile(`^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d+$`)
+
 // Inspect resolves ..data once and compares the live generation with its
 // manifest: every file's size and sha256, and that credentials.json and
 // schemas/ hold exactly the manifest's schema names. An error means there is
 // no readable generation; mismatches are in Check.Problems.
+//
+// dir may also be a Secret that fleet mode wrote, as the kubelet mounts it:
+// ..data then names the kubelet's folder, not a generation, and the schema
+// files are schemas.<NAME> (Check.Mounted).
 func Inspect(dir string) (*Check, error) {
 	gen, n, err := resolveLive(dir)
+	mounted := false
 	if err != nil {
-		return nil, err
+		target, lerr := os.Readlink(filepath.Join(dir, dataLink))
+		if lerr != nil || !kubeletData.MatchString(target) {
+			return nil, err
+		}
+		gen, mounted = target, true
 	}
 	genDir := filepath.Join(dir, gen)
 	m, err := readManifestFile(filepath.Join(genDir, manifestFile))
 	if err != nil {
 		return nil, err
 	}
-	c := &Check{Dir: genDir, Manifest: m}
-	if m.Generation != n {
+	c := &Check{Dir: genDir, Manifest: m, Mounted: mounted}
+	if !mounted && m.Generation != n {
 		c.Problems = append(c.Problems, fmt.Sprintf("%s: manifest says generation %d", gen, m.Generation))
 	}
 	for _, name := range sortedKeys(m.Files) {
@@ -155,9 +176,13 @@ func Inspect(dir string) (*Check, error) {
 		c.Problems = append(c.Problems, credsFile+" (schema names differ from manifest)")
 	}
 	for _, s := range m.Schemas {
-		fi, err := os.Lstat(filepath.Join(genDir, schemasDir, s))
+		prefix := schemasDir + "/"
+		if mounted {
+			prefix = SecretSchemaPrefix
+		}
+		fi, err := os.Lstat(filepath.Join(genDir, prefix+s))
 		if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
-			c.Problems = append(c.Problems, fmt.Sprintf("%s/%s (missing or empty)", schemasDir, quoteName(s)))
+			c.Problems = append(c.Problems, fmt.Sprintf("%s%s (missing or empty)", prefix, quoteName(s)))
 		}
 	}
 	return c, nil
@@ -170,6 +195,9 @@ func Verify(dir string) (*Manifest, error) {
 	c, err := Inspect(dir)
 	if err != nil {
 		return nil, err
+	}
+	if c.Mounted { // cesd never writes a folder like that: not one of its own
+		return nil, fmt.Errorf("%s is a mounted Kubernetes Secret, not a folder cesd writes", dir)
 	}
 	if len(c.Problems) > 0 {
 		return c.Manifest, fmt.Errorf("verify generation %d: mismatching files: %s", c.Manifest.Generation, strings.Join(c.Problems, ", "))

@@ -17,6 +17,7 @@ import (
 // no passwords by construction: schemas are names only.
 type inspectReport struct {
 	WalletDir            string             `json:"walletDir"`
+	MountedSecret        bool               `json:"mountedSecret,omitempty"` // a fleet-mode Secret as the kubelet mounts it
 	Generation           int64              `json:"generation"`
 	WalletName           string             `json:"walletName"`
 	CertificateStartDate time.Time          `json:"certificateStartDate"`
@@ -92,6 +93,7 @@ func inspect(dir, password string, now time.Time) (*inspectReport, error) {
 	m := c.Manifest
 	r := &inspectReport{
 		WalletDir:            dir,
+		MountedSecret:        c.Mounted,
 		Generation:           m.Generation,
 		WalletName:           m.WalletName,
 		CertificateStartDate: m.CertificateStartDate,
@@ -137,6 +139,9 @@ func printReport(w io.Writer, r *inspectReport) {
 		return t.UTC().Format("2006-01-02 15:04 MST")
 	}
 	fmt.Fprintf(w, "wallet folder   %s\n", shown(r.WalletDir))
+	if r.MountedSecret {
+		fmt.Fprintf(w, "                a mounted Kubernetes Secret (fleet mode); schema files are schemas.<NAME>\n")
+	}
 	fmt.Fprintf(w, "generation      %d\n", r.Generation)
 	fmt.Fprintf(w, "wallet name     %s\n", shown(r.WalletName))
 	if r.CertificateEndDate.IsZero() {
@@ -146,7 +151,11 @@ func printReport(w io.Writer, r *inspectReport) {
 	}
 	fmt.Fprintf(w, "last rotation   %s\n", day(r.LastRotationDate))
 	fmt.Fprintf(w, "fetched at      %s\n", day(r.FetchedAt))
-	fmt.Fprintf(w, "schemas         %v  (passwords in credentials.json and schemas/, not shown)\n\n", shownAll(r.Schemas))
+	where := "schemas/"
+	if r.MountedSecret {
+		where = "schemas.<NAME>"
+	}
+	fmt.Fprintf(w, "schemas         %v  (passwords in credentials.json and %s, not shown)\n\n", shownAll(r.Schemas), where)
 
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FILE\tSIZE\tSHA256\tMANIFEST")

@@ -52,7 +52,7 @@ const (
 const manifestKey = "manifest.json"
 
 // SchemaKeyPrefix replaces "schemas/" in the keys of schema password files.
-const SchemaKeyPrefix = "schemas."
+const SchemaKeyPrefix = wallet.SecretSchemaPrefix
 
 // Config names the Secret and what cesd adds to it.
 type Config struct {
