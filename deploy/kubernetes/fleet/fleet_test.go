@@ -5,8 +5,11 @@
 // as the shipped ConfigMap runs them, each with a ServiceAccount token
 // minted by the TokenRequest API and bound by the shipped rbac.yaml, elect a
 // leader and keep the Secret, owned by the shipped Deployment, equal to what
-// the CES simulator serves, through rotations, an external edit and a
-// SIGKILL of the leader.
+// the CES simulator serves, through rotations, an external edit, a SIGKILL
+// of the leader and a drain (SIGTERM) of the next one. The follower stays
+// warm (its own IAM token, its checks), and CES's callbacks reach the
+// leader through the EndpointSlice it points at itself (callback_service),
+// forwarded by a stand-in for kube-proxy (podNet).
 //
 //	CESD_KUBE_APISERVER=$(scripts/kube-apiserver.sh) go test -tags kube ./deploy/kubernetes/fleet
 package fleet_test
