@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -335,13 +336,14 @@ type Writer struct {
 	disk DiskWriter
 	sink *Sink
 
-	mu sync.Mutex
+	mu sync.Mutex // serialises Writes
 	// unannounced is a generation swapped in on disk whose publish failed;
 	// 0: none.
 	unannounced int64
 	// publishErr is why the last Write could not make the Secret hold the
-	// live generation; nil when it does.
-	publishErr error
+	// live generation; nil when it does. It is not under mu: readiness reads
+	// it while a Write may wait on the API server for a minute.
+	publishErr atomic.Pointer[error]
 }
 
 // NewWriter returns a Writer over disk and sink.
@@ -365,7 +367,7 @@ func (w *Writer) Write(p wallet.Payload) (wallet.Result, error) {
 	defer w.mu.Unlock()
 	after, err := w.sink.Generation(context.Background())
 	if err != nil {
-		w.publishErr = err
+		w.setPublishErr(err)
 		return wallet.Result{}, fmt.Errorf("kubernetes secret: read its generation (nothing written): %w", err)
 	}
 	w.disk.NumberAfter(after)
@@ -381,10 +383,10 @@ func (w *Writer) Write(p wallet.Payload) (wallet.Result, error) {
 		_, err = w.sink.Publish(context.Background(), g)
 	}
 	if err != nil {
-		w.publishErr = fmt.Errorf("the Secret may not hold generation %d: %w", res.Generation, err)
+		w.setPublishErr(fmt.Errorf("the Secret may not hold generation %d: %w", res.Generation, err))
 		return res, fmt.Errorf("kubernetes secret (generation %d is live on disk, not yet in the Secret): %w", res.Generation, err)
 	}
-	w.publishErr = nil
+	w.setPublishErr(nil)
 	if w.unannounced == res.Generation {
 		res.Swapped = true
 	}
@@ -405,10 +407,20 @@ func (w *Writer) Held(ctx context.Context) (int64, time.Time, bool) {
 // PublishErr says why the Secret may not hold the live generation: the last
 // Write failed to read or write it. nil once a Write published it (and
 // before the first Write: the folder then speaks for itself).
+// It never waits for a Write in progress.
 func (w *Writer) PublishErr() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.publishErr
+	if p := w.publishErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (w *Writer) setPublishErr(err error) {
+	if err == nil {
+		w.publishErr.Store(nil)
+		return
+	}
+	w.publishErr.Store(&err)
 }
 
 // Prune prunes old generations on disk; the Secret holds only one.

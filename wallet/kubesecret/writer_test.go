@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,17 +20,24 @@ import (
 )
 
 // fakeSecrets is one namespace's Secrets in memory: Get, Create and Update,
-// each failing with fail[verb] when set, counting the writes.
+// each failing with fail[verb] when set, counting the writes. onGet, when
+// set, runs at the start of each Get with its context.
 type fakeSecrets struct {
 	corev1client.SecretInterface // any other call panics
 	objs                         map[string]*corev1.Secret
 	fail                         map[string]error
 	writes                       int
+	onGet                        func(ctx context.Context) error
 }
 
 func (f *fakeSecrets) Secrets(string) corev1client.SecretInterface { return f }
 
-func (f *fakeSecrets) Get(_ context.Context, name string, _ metav1.GetOptions) (*corev1.Secret, error) {
+func (f *fakeSecrets) Get(ctx context.Context, name string, _ metav1.GetOptions) (*corev1.Secret, error) {
+	if f.onGet != nil {
+		if err := f.onGet(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := f.fail["get"]; err != nil {
 		return nil, err
 	}
@@ -182,6 +190,43 @@ func TestWriterAnnouncesOncePublished(t *testing.T) {
 	if res, err := w.Write(payload("b")); err != nil || res.Swapped {
 		t.Fatalf("announced twice: %+v, %v", res, err)
 	}
+}
+
+// TestPublishErrDoesNotWaitForAWrite: readiness (PublishErr) answers while
+// a Write waits on a slow API server.
+func TestPublishErrDoesNotWaitForAWrite(t *testing.T) {
+	w, api, _ := newFakes(t)
+	api.fail["update"] = errors.New("etcd timeout")
+	if _, err := w.Write(payload("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(payload("b")); err == nil {
+		t.Fatal("failing update: no error")
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	api.onGet = func(context.Context) error {
+		close(entered)
+		<-release
+		return errors.New("still slow")
+	}
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		w.Write(payload("b")) //nolint:errcheck // the outcome is not this test's
+	}()
+	<-entered
+	answered := make(chan error, 1)
+	go func() { answered <- w.PublishErr() }()
+	select {
+	case err := <-answered:
+		if err == nil || !strings.Contains(err.Error(), "etcd timeout") {
+			t.Errorf("PublishErr during a Write: %v, want the last publish failure", err)
+		}
+	case <-time.After(10 * time.Second): // a failure bound, not a timing assertion
+		t.Error("PublishErr waited for the Write in progress")
+	}
+	close(release)
+	<-written
 }
 
 // TestWriterStagesNothingWithoutTheSecretsNumber: when the Secret cannot be
