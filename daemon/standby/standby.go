@@ -144,7 +144,9 @@ func (s *Standby) Run(ctx context.Context, ln net.Listener) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); s.keepToken(ctx) }()
 	go func() { defer wg.Done(); s.keepChecked(ctx) }()
-	defer wg.Wait()
+	// Stop the workers before waiting for them: a listener failing while
+	// ctx lives must end Run, with its error.
+	defer func() { cancel(); wg.Wait() }()
 	if ln == nil {
 		<-ctx.Done()
 		return nil

@@ -251,6 +251,30 @@ func TestRenewsAheadOfExpiry(t *testing.T) {
 	}
 }
 
+// TestRunReturnsAFailingListenersError: a listener that fails while the
+// parent context lives ends Run at once, with the serve error.
+func TestRunReturnsAFailingListenersError(t *testing.T) {
+	s, err := New(Config{}, Deps{Token: &fakeToken{ttl: time.Hour}, Lease: lease{}, Checks: []Check{{Name: "c", Run: (&check{}).run}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close() // Serve fails at its first Accept
+	done := make(chan error, 1)
+	go func() { done <- s.Run(t.Context(), ln) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Run = %v, want the serve error", err)
+		}
+	case <-time.After(10 * time.Second): // a failure bound, not a timing assertion
+		t.Fatal("Run still running after its listener failed")
+	}
+}
+
 func TestNewNeedsTokenAndLease(t *testing.T) {
 	if _, err := New(Config{}, Deps{Lease: lease{}}); err == nil {
 		t.Error("no token source accepted")
