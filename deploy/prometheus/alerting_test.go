@@ -157,13 +157,17 @@ scrape_configs:
 			t.Fatal(err)
 		}
 		metricRE := regexp.MustCompile(`\bcesd_[a-z_]+`)
+		// This cesd runs outside fleet mode; the dashboard hides fleet
+		// followers with cesd_leader, which cmd/cesd's tests hold to the
+		// fleet build's registry.
+		fleetOnly := map[string]bool{"cesd_leader": true}
 		for _, e := range exprs {
 			q := strings.NewReplacer(`$instance`, `.*`, `$__rate_interval`, `1m`, `$__range`, `1h`, `$__interval`, `15s`).Replace(e)
 			if _, err := prom.query(q); err != nil {
 				t.Errorf("%s: %v", e, err)
 			}
 			for _, m := range metricRE.FindAllString(e, -1) {
-				if !names[m] {
+				if !names[m] && !fleetOnly[m] {
 					t.Errorf("%s: cesd exports no %s", e, m)
 				}
 			}
