@@ -79,7 +79,7 @@ func newFleet(cfg *Config, self pod, client *ces.Client, reg *prometheus.Registr
 	if err != nil {
 		return fleet{}, &configError{Key: "secret_name", Msg: err.Error()}
 	}
-	f := fleet{writer: func(disk *wallet.Writer) refresh.Writer { return kubesecret.NewWriter(disk, sink) }, secret: ns + "/" + cfg.SecretName}
+	f := fleet{writer: func(disk *wallet.Writer) refresh.Writer { return kubesecret.NewWriter(disk, sink, cfg.WalletStaged) }, secret: ns + "/" + cfg.SecretName}
 	if cfg.LeaseName != "" {
 		if self.Name == "" {
 			return fleet{}, &configError{Key: "lease_name", Msg: "no identity: set env POD_NAME"}

@@ -332,11 +332,22 @@ type DiskWriter interface {
 // folder swap whose publish failed is reported as a swap by the Write that
 // publishes it, so the observers of a swap hear of it once the Secret holds
 // it.
+//
+// A Writer lives for one leader's term (losing the Lease ends the process),
+// and is the Secret's only writer meanwhile: it reads the Secret's
+// generation number once, and numbers everything it writes above it.
 type Writer struct {
 	disk DiskWriter
 	sink *Sink
+	// staged: disk is Secret-only mode's private staging folder, not a
+	// folder apps read.
+	staged bool
 
 	mu sync.Mutex // serialises Writes
+	// floor is the generation number the Secret held when this Writer first
+	// read it; known says it has been read.
+	floor int64
+	known bool
 	// unannounced is a generation swapped in on disk whose publish failed;
 	// 0: none.
 	unannounced int64
@@ -346,13 +357,16 @@ type Writer struct {
 	publishErr atomic.Pointer[error]
 }
 
-// NewWriter returns a Writer over disk and sink.
-func NewWriter(disk DiskWriter, sink *Sink) *Writer { return &Writer{disk: disk, sink: sink} }
+// NewWriter returns a Writer over disk and sink. staged says disk is a
+// private staging folder (Secret-only mode) rather than wallet_dir.
+func NewWriter(disk DiskWriter, sink *Sink, staged bool) *Writer {
+	return &Writer{disk: disk, sink: sink, staged: staged}
+}
 
 // Write
-//  1. reads the Secret's generation number and has the folder number new
-//     generations above it, so that a leader taking over (its staging
-//     folder empty) never makes the Secret's number go backwards;
+//  1. reads the Secret's generation number, once per Writer, and has the
+//     folder number new generations above it, so that a leader taking over
+//     never makes the Secret's number go backwards;
 //  2. writes p to the folder, validating it first: an invalid payload
 //     touches neither folder nor Secret;
 //  3. publishes the live generation, also when the folder was unchanged, so
@@ -360,17 +374,23 @@ func NewWriter(disk DiskWriter, sink *Sink) *Writer { return &Writer{disk: disk,
 //     next refresh, and an unchanged wallet (a new leader's first fetch)
 //     writes nothing.
 //
+// When the Secret's number cannot be read, a wallet_dir apps read still
+// gets the rotation (numbered by the folder), and the Secret waits for a
+// later Write that reads its number. A staging folder gets nothing: its
+// numbering would restart below the Secret's, and the Secret is its only
+// reader.
+//
 // A failure is an error, so the daemon retries; the folder's generation
 // stays live, and is reported swapped once a later Write publishes it.
 func (w *Writer) Write(p wallet.Payload) (wallet.Result, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	after, err := w.sink.Generation(context.Background())
-	if err != nil {
-		w.setPublishErr(err)
-		return wallet.Result{}, fmt.Errorf("kubernetes secret: read its generation (nothing written): %w", err)
+	ctx := context.Background()
+	readErr := w.readFloor(ctx)
+	if readErr != nil && w.staged {
+		w.setPublishErr(readErr)
+		return wallet.Result{}, fmt.Errorf("kubernetes secret: nothing staged: %w", readErr)
 	}
-	w.disk.NumberAfter(after)
 	res, err := w.disk.Write(p)
 	if err != nil {
 		return res, err
@@ -378,9 +398,13 @@ func (w *Writer) Write(p wallet.Payload) (wallet.Result, error) {
 	if res.Swapped {
 		w.unannounced = res.Generation
 	}
-	g, err := ReadGeneration(res.Dir, res.Generation, p.CertificateEndDate)
+	err = readErr
 	if err == nil {
-		_, err = w.sink.Publish(context.Background(), g)
+		var g Generation
+		g, err = ReadGeneration(res.Dir, w.number(res.Generation), p.CertificateEndDate)
+		if err == nil {
+			_, err = w.sink.Publish(ctx, g)
+		}
 	}
 	if err != nil {
 		w.setPublishErr(fmt.Errorf("the Secret may not hold generation %d: %w", res.Generation, err))
@@ -392,6 +416,33 @@ func (w *Writer) Write(p wallet.Payload) (wallet.Result, error) {
 	}
 	w.unannounced = 0
 	return res, nil
+}
+
+// readFloor reads the Secret's number unless this Writer knows it already.
+func (w *Writer) readFloor(ctx context.Context) error {
+	if w.known {
+		return nil
+	}
+	n, err := w.sink.Generation(ctx)
+	if err != nil {
+		return fmt.Errorf("read the Secret's generation number: %w", err)
+	}
+	w.floor, w.known = n, true
+	w.disk.NumberAfter(n)
+	return nil
+}
+
+// number is the number the Secret gets for the folder's generation gen.
+// It is gen, unless gen was written before the Secret's number was known
+// (wallet_dir, the Secret unreadable at first) and lies at or below it:
+// then the Secret's number still goes up, past the folder's, and the next
+// generation is numbered above that.
+func (w *Writer) number(gen int64) int64 {
+	if gen > w.floor {
+		return gen
+	}
+	w.disk.NumberAfter(w.floor + 1)
+	return w.floor + 1
 }
 
 // Held reads the generation the Secret holds and its certificate end date,

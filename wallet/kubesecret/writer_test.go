@@ -101,7 +101,7 @@ func (d *fakeDisk) Write(p wallet.Payload) (wallet.Result, error) {
 
 func (d *fakeDisk) genDir(gen int64) string { return filepath.Join(d.dir, fmt.Sprint(gen)) }
 
-func newFakes(t *testing.T) (*Writer, *fakeSecrets, *fakeDisk) {
+func newFakes(t *testing.T, staged bool) (*Writer, *fakeSecrets, *fakeDisk) {
 	t.Helper()
 	api := &fakeSecrets{objs: map[string]*corev1.Secret{}, fail: map[string]error{}}
 	sink, err := New(Config{Namespace: "ns", Name: "wallet"}, api, nil)
@@ -109,7 +109,7 @@ func newFakes(t *testing.T) (*Writer, *fakeSecrets, *fakeDisk) {
 		t.Fatal(err)
 	}
 	disk := &fakeDisk{dir: t.TempDir()}
-	return NewWriter(disk, sink), api, disk
+	return NewWriter(disk, sink, staged), api, disk
 }
 
 func payload(sso string) wallet.Payload {
@@ -120,7 +120,7 @@ func payload(sso string) wallet.Payload {
 // empty numbers its first generation above the Secret's, and an unchanged
 // wallet writes nothing to the Secret.
 func TestWriterContinuesTheSecretsNumbering(t *testing.T) {
-	old, api, _ := newFakes(t)
+	old, api, _ := newFakes(t, true)
 	for _, sso := range []string{"a", "b", "c"} {
 		if _, err := old.Write(payload(sso)); err != nil {
 			t.Fatal(err)
@@ -137,7 +137,7 @@ func TestWriterContinuesTheSecretsNumbering(t *testing.T) {
 		t.Fatal(err)
 	}
 	disk := &fakeDisk{dir: t.TempDir()}
-	w := NewWriter(disk, sink)
+	w := NewWriter(disk, sink, true)
 	res, err := w.Write(payload("c"))
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +161,7 @@ func TestWriterContinuesTheSecretsNumbering(t *testing.T) {
 // not a swap yet; the Write that publishes it reports the swap, once, and
 // readiness (PublishErr) follows the Secret.
 func TestWriterAnnouncesOncePublished(t *testing.T) {
-	w, api, _ := newFakes(t)
+	w, api, _ := newFakes(t, true)
 	if w.PublishErr() != nil {
 		t.Fatal("PublishErr before any write")
 	}
@@ -195,7 +195,7 @@ func TestWriterAnnouncesOncePublished(t *testing.T) {
 // TestPublishErrDoesNotWaitForAWrite: readiness (PublishErr) answers while
 // a Write waits on a slow API server.
 func TestPublishErrDoesNotWaitForAWrite(t *testing.T) {
-	w, api, _ := newFakes(t)
+	w, api, _ := newFakes(t, true)
 	api.fail["update"] = errors.New("etcd timeout")
 	if _, err := w.Write(payload("a")); err != nil {
 		t.Fatal(err)
@@ -232,13 +232,57 @@ func TestPublishErrDoesNotWaitForAWrite(t *testing.T) {
 // TestWriterStagesNothingWithoutTheSecretsNumber: when the Secret cannot be
 // read, nothing is staged (its number is unknown) and the error says so.
 func TestWriterStagesNothingWithoutTheSecretsNumber(t *testing.T) {
-	w, api, disk := newFakes(t)
+	w, api, disk := newFakes(t, true)
 	api.fail["get"] = errors.New("connection refused")
 	if _, err := w.Write(payload("a")); err == nil || w.PublishErr() == nil {
 		t.Fatalf("write with the API down: %v, PublishErr %v", err, w.PublishErr())
 	}
 	if disk.live != 0 {
 		t.Fatalf("staged generation %d without the Secret's number", disk.live)
+	}
+}
+
+// TestWalletDirGetsRotationsTheSecretCannotRead: with wallet_dir beside
+// the Secret, an unreadable Secret keeps no rotation from the folder apps
+// read; the Secret gets it, numbered above its own, once it can be read.
+func TestWalletDirGetsRotationsTheSecretCannotRead(t *testing.T) {
+	w, api, disk := newFakes(t, false)
+	api.objs["wallet"] = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wallet", Annotations: map[string]string{AnnotationGeneration: "5"}},
+		Data: map[string][]byte{"cwallet.sso": []byte("old")}}
+	forbidden := apierrors.NewForbidden(corev1.Resource("secrets"), "wallet", errors.New("no"))
+	api.fail["get"] = forbidden
+	res, err := w.Write(payload("a"))
+	if !apierrors.IsForbidden(err) || !apierrors.IsForbidden(w.PublishErr()) {
+		t.Fatalf("write with get forbidden: %v, PublishErr %v", err, w.PublishErr())
+	}
+	if disk.live != 1 || res.Generation != 1 {
+		t.Fatalf("wallet_dir after an unreadable Secret: live %d, %+v; want generation 1 live", disk.live, res)
+	}
+	delete(api.fail, "get")
+	if res, err = w.Write(payload("a")); err != nil || !res.Swapped || w.PublishErr() != nil {
+		t.Fatalf("once the Secret reads again: %+v, %v, %v", res, err, w.PublishErr())
+	}
+	if sec := api.objs["wallet"]; sec.Annotations[AnnotationGeneration] != "6" || string(sec.Data["cwallet.sso"]) != "a" {
+		t.Fatalf("Secret %v %q, want generation 6 (above 5) holding a", sec.Annotations, sec.Data["cwallet.sso"])
+	}
+	if res, err = w.Write(payload("b")); err != nil || res.Generation != 7 {
+		t.Fatalf("next rotation: %+v, %v; want generation 7", res, err)
+	}
+
+	t.Log("the number is known now: a failing get holds back no rotation, staged or not")
+	for _, staged := range []bool{false, true} {
+		w, api, disk := newFakes(t, staged)
+		if _, err := w.Write(payload("a")); err != nil {
+			t.Fatal(err)
+		}
+		api.fail["get"] = errors.New("connection refused")
+		if _, err := w.Write(payload("b")); err == nil || disk.live != 2 {
+			t.Fatalf("staged %v: rotation with get failing: live %d, %v; want 2 live and an error", staged, disk.live, err)
+		}
+		delete(api.fail, "get")
+		if res, err := w.Write(payload("b")); err != nil || !res.Swapped || api.objs["wallet"].Annotations[AnnotationGeneration] != "2" {
+			t.Fatalf("staged %v: after recovery %+v, %v, %v", staged, res, err, api.objs["wallet"].Annotations)
+		}
 	}
 }
 
@@ -263,7 +307,7 @@ func TestGenerationAnnotation(t *testing.T) {
 // date, or an unreadable Secret is not ok.
 func TestWriterHeld(t *testing.T) {
 	end := time.Date(2027, 5, 1, 0, 0, 0, 0, time.UTC)
-	w, api, _ := newFakes(t)
+	w, api, _ := newFakes(t, true)
 	if _, _, ok := w.Held(context.Background()); ok {
 		t.Fatal("held without a Secret")
 	}
