@@ -127,7 +127,7 @@ func TestFleetShippedConfigMapIsSecretOnly(t *testing.T) {
 // route: the ConfigMap's callback_service names a Service without a selector
 // and the EndpointSlice of the same name, labelled for it and managed by
 // cesd, whose port is the ConfigMap's listen port; the Role grants exactly
-// get, update and patch on that one slice; the Deployment gives cesd its
+// get and update on that one slice; the Deployment gives cesd its
 // POD_IP and NODE_NAME.
 func TestFleetShippedCallbackRoute(t *testing.T) {
 	docs := func(file string) []map[string]any {
@@ -185,7 +185,7 @@ func TestFleetShippedCallbackRoute(t *testing.T) {
 			granted = append(granted, fmt.Sprint(rule["resourceNames"], rule["verbs"]))
 		}
 	}
-	if want := fmt.Sprintf("[%s] [get update patch]", conf.CallbackService); len(granted) != 1 || granted[0] != want {
+	if want := fmt.Sprintf("[%s] [get update]", conf.CallbackService); len(granted) != 1 || granted[0] != want {
 		t.Errorf("rbac.yaml grants on endpointslices %q, want exactly %q", granted, want)
 	}
 	deployment, err := os.ReadFile("../../deploy/kubernetes/fleet/deployment.yaml")

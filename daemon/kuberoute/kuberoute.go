@@ -8,7 +8,7 @@
 // The slice is created by the manifests (RBAC cannot restrict create by
 // name) with the label kubernetes.io/service-name and a managed-by label of
 // its own, so the EndpointSlice controllers leave it alone; cesd only
-// gets, updates and patches it, and only its endpoints.
+// gets and updates it, and only its endpoints.
 package kuberoute
 
 import (
