@@ -79,7 +79,11 @@ func newFleet(cfg *Config, self pod, client *ces.Client, reg *prometheus.Registr
 	if err != nil {
 		return fleet{}, &configError{Key: "secret_name", Msg: err.Error()}
 	}
-	f := fleet{writer: func(disk *wallet.Writer) refresh.Writer { return kubesecret.NewWriter(disk, sink, cfg.WalletStaged) }, secret: ns + "/" + cfg.SecretName}
+	var sw *kubesecret.Writer // built with the daemon, before any term
+	f := fleet{writer: func(disk *wallet.Writer) refresh.Writer {
+		sw = kubesecret.NewWriter(disk, sink, cfg.WalletStaged)
+		return sw
+	}, secret: ns + "/" + cfg.SecretName}
 	if cfg.LeaseName != "" {
 		if self.Name == "" {
 			return fleet{}, &configError{Key: "lease_name", Msg: "no identity: set env POD_NAME"}
@@ -112,7 +116,7 @@ func newFleet(cfg *Config, self pod, client *ces.Client, reg *prometheus.Registr
 			return fleet{}, err
 		}
 		f.run = func(ctx context.Context, d *daemon.Daemon, metricsListen string, log *zap.Logger) error {
-			return runLeading(ctx, e, sb, d, metricsListen, log)
+			return runLeading(ctx, e, sb, d, sw.Lead, metricsListen, log)
 		}
 	}
 	return f, nil
@@ -201,7 +205,9 @@ func kubeConfig(path string) (*rest.Config, string, error) {
 // way for the daemon's own, and the daemon's first fetch uses the token the
 // standby kept. Losing the Lease ends the process (ErrLost); the restarted
 // container comes back a follower, with nothing of the old term left over.
-func runLeading(ctx context.Context, e *leader.Elector, sb *standby.Standby, d *daemon.Daemon, metricsListen string, log *zap.Logger) error {
+// term hears of the term's context before the daemon runs: the Secret's
+// writes end with it.
+func runLeading(ctx context.Context, e *leader.Elector, sb *standby.Standby, d *daemon.Daemon, term func(context.Context), metricsListen string, log *zap.Logger) error {
 	var ln net.Listener
 	if metricsListen != "" {
 		var err error
@@ -225,6 +231,7 @@ func runLeading(ctx context.Context, e *leader.Elector, sb *standby.Standby, d *
 		if err := stop(); err != nil {
 			log.Warn("follower listener", zap.Error(err))
 		}
+		term(lctx)
 		return d.Run(lctx)
 	})
 	if serr := stop(); serr != nil && err == nil {

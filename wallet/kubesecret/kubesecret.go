@@ -47,6 +47,11 @@ const (
 	AnnotationHash       = "cesd.io/content-sha256"
 )
 
+// ErrNewer is the error of a publish that meets a newer generation in the
+// Secret: a later leader wrote it, and this replica (a leader whose term
+// ended) must not roll it back.
+var ErrNewer = errors.New("the Secret holds a newer generation")
+
 // manifestKey is left out of the content hash: it names the writing
 // replica's own generation number and fetch time, so two replicas holding
 // the same wallet would otherwise rewrite each other's Secret.
@@ -184,7 +189,8 @@ func ContentHash(data map[string][]byte) string {
 // whole object, so a reader never sees a mix of generations. An update that
 // meets a newer resourceVersion (someone else wrote in between) is retried
 // on a fresh read. It writes nothing, and returns false, when the Secret
-// already holds g's content, labels and owner.
+// already holds g's content, labels and owner; it writes nothing, and
+// returns ErrNewer, when the Secret holds a generation numbered above g's.
 func (s *Sink) Publish(ctx context.Context, g Generation) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
@@ -205,6 +211,9 @@ func (s *Sink) Publish(ctx context.Context, g Generation) (bool, error) {
 		}
 		if s.current(cur, g, hash) {
 			return nil
+		}
+		if held := generationOf(cur); held > g.Number {
+			return fmt.Errorf("%w: it holds generation %d, this replica would write %d", ErrNewer, held, g.Number)
 		}
 		_, err = s.secrets.Update(ctx, s.desired(cur.DeepCopy(), g, hash), metav1.UpdateOptions{})
 		wrote = err == nil
@@ -289,11 +298,17 @@ func (s *Sink) held(ctx context.Context) (int64, time.Time, error) {
 		return 0, time.Time{}, fmt.Errorf("secret %s/%s: %w", s.cfg.Namespace, s.cfg.Name, err)
 	}
 	end, _ := time.Parse(time.RFC3339, cur.Annotations[AnnotationEndDate])
-	n, err := strconv.ParseInt(cur.Annotations[AnnotationGeneration], 10, 64)
+	return generationOf(cur), end, nil
+}
+
+// generationOf is sec's generation number; 0 when absent or edited by hand
+// (nothing to continue from).
+func generationOf(sec *corev1.Secret) int64 {
+	n, err := strconv.ParseInt(sec.Annotations[AnnotationGeneration], 10, 64)
 	if err != nil || n < 0 {
-		return 0, end, nil // absent or edited by hand: nothing to continue from
+		return 0
 	}
-	return n, end, nil
+	return n
 }
 
 // withOwner is refs with o among them, and without a reference to an
@@ -343,6 +358,9 @@ type Writer struct {
 	// folder apps read.
 	staged bool
 
+	// term is the context of Writes (Lead); nil: context.Background().
+	term atomic.Pointer[context.Context]
+
 	mu sync.Mutex // serialises Writes
 	// floor is the generation number the Secret held when this Writer first
 	// read it; known says it has been read.
@@ -362,6 +380,12 @@ type Writer struct {
 func NewWriter(disk DiskWriter, sink *Sink, staged bool) *Writer {
 	return &Writer{disk: disk, sink: sink, staged: staged}
 }
+
+// Lead makes ctx, the leader's term, the context of every later Write, so
+// that the end of the term aborts a Write in flight: a leader that lost the
+// Lease must not go on writing. Without Lead (a Secret without a Lease, one
+// writer by configuration) Writes are bounded by the Sink's timeout alone.
+func (w *Writer) Lead(ctx context.Context) { w.term.Store(&ctx) }
 
 // Write
 //  1. reads the Secret's generation number, once per Writer, and has the
@@ -386,6 +410,12 @@ func (w *Writer) Write(p wallet.Payload) (wallet.Result, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ctx := context.Background()
+	if t := w.term.Load(); t != nil {
+		ctx = *t
+	}
+	if err := ctx.Err(); err != nil {
+		return wallet.Result{}, fmt.Errorf("kubernetes secret: the leader's term ended, nothing written: %w", err)
+	}
 	readErr := w.readFloor(ctx)
 	if readErr != nil && w.staged {
 		w.setPublishErr(readErr)

@@ -286,6 +286,68 @@ func TestWalletDirGetsRotationsTheSecretCannotRead(t *testing.T) {
 	}
 }
 
+// TestTermEndAbortsAWrite: a Write waiting on the API server returns once
+// the leader's term ends, and a Write after it writes nothing.
+func TestTermEndAbortsAWrite(t *testing.T) {
+	w, api, disk := newFakes(t, true)
+	term, end := context.WithCancel(t.Context())
+	w.Lead(term)
+	entered := make(chan struct{})
+	api.onGet = func(ctx context.Context) error {
+		close(entered)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	done := make(chan error, 1)
+	go func() { _, err := w.Write(payload("a")); done <- err }()
+	<-entered
+	end()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Write at the end of the term: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second): // a failure bound, not a timing assertion
+		t.Fatal("Write still waiting after the term ended")
+	}
+	api.onGet = nil
+	if _, err := w.Write(payload("b")); !errors.Is(err, context.Canceled) || disk.live != 0 || api.writes != 0 {
+		t.Fatalf("Write after the term: %v, live %d, %d Secret writes; want context.Canceled and nothing written", err, disk.live, api.writes)
+	}
+}
+
+// TestPublishFencesANewerGeneration: a leader whose term ended, publishing
+// late, does not roll back the generation a later leader numbered above
+// its own; an unchanged content still writes nothing, and the same number
+// (the leader putting back an edited Secret) is written.
+func TestPublishFencesANewerGeneration(t *testing.T) {
+	api := &fakeSecrets{objs: map[string]*corev1.Secret{}, fail: map[string]error{}}
+	sink, err := New(Config{Namespace: "ns", Name: "wallet"}, api, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	newer := Generation{Number: 5, Data: map[string][]byte{"cwallet.sso": []byte("new")}}
+	if _, err := sink.Publish(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	writes := api.writes
+	_, err = sink.Publish(ctx, Generation{Number: 4, Data: map[string][]byte{"cwallet.sso": []byte("old")}})
+	if !errors.Is(err, ErrNewer) || !strings.Contains(err.Error(), "generation 5") || !strings.Contains(err.Error(), "write 4") {
+		t.Fatalf("stale publish: %v, want ErrNewer naming 5 and 4", err)
+	}
+	if api.writes != writes || string(api.objs["wallet"].Data["cwallet.sso"]) != "new" {
+		t.Fatalf("stale publish wrote the Secret: %q", api.objs["wallet"].Data["cwallet.sso"])
+	}
+	if wrote, err := sink.Publish(ctx, Generation{Number: 3, Data: newer.Data}); err != nil || wrote {
+		t.Fatalf("unchanged content under a lower number: wrote %v, %v; want nothing and no error", wrote, err)
+	}
+	api.objs["wallet"].Data["cwallet.sso"] = []byte("edited")
+	if wrote, err := sink.Publish(ctx, newer); err != nil || !wrote {
+		t.Fatalf("putting back an edited Secret: wrote %v, %v", wrote, err)
+	}
+}
+
 func TestGenerationAnnotation(t *testing.T) {
 	for ann, want := range map[string]int64{"": 0, "7": 7, "-3": 0, "x": 0} {
 		api := &fakeSecrets{objs: map[string]*corev1.Secret{}, fail: map[string]error{}}
