@@ -141,7 +141,7 @@ var keys = []keyDef{
 	{"jitter", kDuration, durationString(daemonDefaults.Jitter), "maximum random delay before a triggered fetch (for fleets)"},
 	{"min_interval", kDuration, durationString(daemonDefaults.MinInterval), "floor between two fetches"},
 	{"register_interval", kDuration, durationString(daemonDefaults.RegisterInterval), "how often the registration with CES is checked and repaired"},
-	{"request_timeout", kDuration, durationString(ces.DefaultTimeout), "timeout of each call to CES or IAM"},
+	{"request_timeout", kDuration, durationString(ces.DefaultTimeout), "timeout of each call to CES, IAM or (fleet mode) the Kubernetes API"},
 	{"on_change", kString, "", "command run by /bin/sh -c after a new generation is live"},
 	{"hook_timeout", kDuration, durationString(daemonDefaults.HookTimeout), "timeout of the on_change command"},
 	{"group", kString, "", "group that may read the wallet, a name or GID (with file_mode 0640)"},
