@@ -114,6 +114,35 @@ func TestAlertsAndDashboardUseRealMetrics(t *testing.T) {
 	}
 }
 
+// TestOperationsDocNamesEveryMetric keeps the metrics section of
+// docs/operations.md in step with what cesd registers, fleet mode's metrics
+// included (TestFleetOnlyMetricsRegistered holds those to the fleet build).
+func TestOperationsDocNamesEveryMetric(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "\n## Metrics\n")
+	if !ok {
+		t.Fatal("docs/operations.md has no Metrics section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	names := registeredMetrics(t)
+	for _, m := range fleetOnlyMetrics {
+		names[m] = true
+	}
+	var missing []string
+	for m := range names {
+		if strings.HasPrefix(m, "cesd_") && !regexp.MustCompile("`"+m+"[`{]").MatchString(section) {
+			missing = append(missing, m)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("docs/operations.md's Metrics section does not name %v", missing)
+	}
+}
+
 // TestProductMetricsRegistered pins the metric names of PRODUCT.md section 7,
 // which other tools are built against.
 func TestProductMetricsRegistered(t *testing.T) {

@@ -18,7 +18,7 @@ const (
 	StageValidate Stage = "validate" // the payload as a whole (wallet.Payload.Validate)
 	StageDerive   Stage = "derive"   // ewallet.pem and sqlnet.ora
 	StageExpired  Stage = "expired"  // an expired wallet refused while a valid one is live
-	StageWrite    Stage = "write"    // the generation on disk
+	StageWrite    Stage = "write"    // the generation on disk (and, in fleet mode, in the Secret)
 )
 
 // Stages lists every stage in the order Run takes them.
