@@ -67,7 +67,8 @@ func newFleet(cfg *Config, self pod, client *ces.Client, reg *prometheus.Registr
 		return fleet{}, fmt.Errorf("kubernetes client: %w", err)
 	}
 	// client-go logs through klog in its own text format; cesd's logs are
-	// JSON, and the elector reports what matters through zap.
+	// JSON. The elector logs failed Lease calls through zap itself
+	// (deduplicated, counted), and the other clients' errors are returned.
 	klog.SetLogger(logr.Discard())
 	sc := kubesecret.Config{Namespace: ns, Name: cfg.SecretName, Labels: cfg.SecretLabels}
 	if cfg.SecretOwner != "" {

@@ -71,7 +71,7 @@ func registeredMetrics(t *testing.T) map[string]bool {
 // fleetOnlyMetrics are registered only by the fleet build, by daemon/leader
 // and daemon/standby; TestFleetOnlyMetricsRegistered (tag fleet) holds
 // them to it.
-var fleetOnlyMetrics = []string{"cesd_leader", "cesd_leader_transitions_total", "cesd_follower_warm"}
+var fleetOnlyMetrics = []string{"cesd_leader", "cesd_leader_transitions_total", "cesd_leader_election_errors_total", "cesd_follower_warm"}
 
 var metricRE = regexp.MustCompile(`\bcesd_[a-z0-9_]+`)
 

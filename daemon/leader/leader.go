@@ -1,8 +1,10 @@
 // Package leader runs fleet mode's leader election: of the cesd replicas
 // sharing one coordination.k8s.io Lease, only the holder runs the daemon
 // (fetches, writes the Secret, keeps the callback registered). It wraps
-// client-go's leaderelection and exports cesd_leader and
-// cesd_leader_transitions_total.
+// client-go's leaderelection and exports cesd_leader,
+// cesd_leader_transitions_total and cesd_leader_election_errors_total.
+// client-go reports its own failures through klog, which cesd silences;
+// the elector logs the Lease calls that fail (deduplicated) through zap.
 package leader
 
 import (
@@ -14,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/leaderelection"
@@ -44,9 +47,18 @@ type Elector struct {
 
 	leading     prometheus.Gauge
 	transitions prometheus.Counter
+	errs        *prometheus.CounterVec
 
 	mu     sync.Mutex
 	holder string
+	// failing holds, per Lease call, the run of failures going on.
+	failing map[string]failureRun
+}
+
+// failureRun is a Lease call's failures in a row, and the last one's text.
+type failureRun struct {
+	n    int
+	last string
 }
 
 // New registers the metrics on reg and returns an elector campaigning
@@ -74,9 +86,17 @@ func New(cfg Config, client coordinationv1client.LeasesGetter, reg prometheus.Re
 		transitions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cesd_leader_transitions_total", Help: "Fleet mode: changes of the Lease holder this replica observed.",
 		}),
+		errs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cesd_leader_election_errors_total",
+			Help: "Fleet mode: Lease calls of the leader election that failed, by call (get, create, update); a Lease held by another replica is no error.",
+		}, []string{"call"}),
+		failing: map[string]failureRun{},
+	}
+	for _, call := range []string{"get", "create", "update"} {
+		e.errs.WithLabelValues(call)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{e.leading, e.transitions} {
+		for _, c := range []prometheus.Collector{e.leading, e.transitions, e.errs} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("leader: %w", err)
 			}
@@ -106,11 +126,11 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error)
 	defer cancel()
 	leading := make(chan context.Context, 1)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: &resourcelock.LeaseLock{
+		Lock: watchedLock{Interface: &resourcelock.LeaseLock{
 			LeaseMeta:  metav1.ObjectMeta{Namespace: e.cfg.Namespace, Name: e.cfg.LeaseName},
 			Client:     e.client,
 			LockConfig: resourcelock.ResourceLockConfig{Identity: e.cfg.Identity},
-		},
+		}, e: e},
 		LeaseDuration:   e.cfg.LeaseDuration,
 		RenewDeadline:   e.cfg.RenewDeadline,
 		RetryPeriod:     e.cfg.RetryPeriod,
@@ -169,5 +189,66 @@ func (e *Elector) observe(identity string) {
 			e.transitions.Inc()
 		}
 		e.log.Info("lease holder", zap.String("holder", identity), zap.Bool("self", identity == e.cfg.Identity))
+	}
+}
+
+// watchedLock is the Lease lock with its failures reported: without it a
+// Role that cannot update the Lease leaves every replica a warm follower,
+// silently.
+type watchedLock struct {
+	resourcelock.Interface
+	e *Elector
+}
+
+func (l watchedLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	r, raw, err := l.Interface.Get(ctx)
+	if apierrors.IsNotFound(err) {
+		l.e.note("get", nil) // no Lease yet: the elector creates it
+	} else {
+		l.e.note("get", err)
+	}
+	return r, raw, err
+}
+
+func (l watchedLock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Create(ctx, ler)
+	l.e.note("create", err)
+	return err
+}
+
+func (l watchedLock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Update(ctx, ler)
+	l.e.note("update", err)
+	return err
+}
+
+// note counts a failed Lease call and logs it when its run of failures
+// starts, when its error changes, and at the 2nd, 4th, 8th... failure in a
+// row; the call succeeding again ends the run, and says so. Losing a race
+// for the Lease to another replica (a conflict) is no failure.
+func (e *Elector) note(call string, err error) {
+	if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+		return
+	}
+	e.mu.Lock()
+	run := e.failing[call]
+	if err == nil {
+		delete(e.failing, call)
+		e.mu.Unlock()
+		if run.n > 0 {
+			e.log.Info("lease "+call+" works again", zap.String("lease", e.cfg.LeaseName), zap.Int("failures", run.n))
+		}
+		return
+	}
+	msg := err.Error()
+	changed := msg != run.last
+	run.n++
+	run.last = msg
+	e.failing[call] = run
+	e.mu.Unlock()
+	e.errs.WithLabelValues(call).Inc()
+	if changed || run.n&(run.n-1) == 0 {
+		e.log.Warn("leader election: lease "+call+" failed: a replica that cannot read and update its Lease can neither lead nor take over",
+			zap.String("lease", e.cfg.LeaseName), zap.Error(err), zap.Int("failures", run.n))
 	}
 }
