@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -736,6 +737,55 @@ func TestCloseReleasesPort(t *testing.T) {
 	_ = ln.Close()
 	if err := s.Run(context.Background()); err == nil {
 		t.Error("Run after Close succeeded")
+	}
+}
+
+// TestUnbindRefusesUntilRun: a fleet follower's callback port refuses
+// connections (no backlog nobody serves); Run serves on the same address,
+// and Close after Unbind is harmless.
+func TestUnbindRefusesUntilRun(t *testing.T) {
+	s := newTestServer(t, Config{}, newRecorder())
+	addr := s.Addr()
+	if err := s.Unbind(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatal("an unbound server accepted a connection")
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial an unbound server: %v, want connection refused", err)
+	}
+	if s.Addr() != addr {
+		t.Errorf("Addr after Unbind = %q, want %q", s.Addr(), addr)
+	}
+	stop := run(t, s)
+	// Run binds in its own goroutine: wait for the port to answer.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Run never bound %s: %v", addr, err)
+		}
+		runtime.Gosched()
+	}
+	c := &http.Client{Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	if got := post(t, c, "http://"+addr+cbPath, body(Usecase, "all")); got != 202 {
+		t.Fatalf("status after Run = %d, want 202", got)
+	}
+	if err := stop(); err != nil {
+		t.Error(err)
+	}
+
+	idle := newTestServer(t, Config{}, newRecorder())
+	if err := idle.Unbind(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Close(); err != nil {
+		t.Errorf("Close after Unbind: %v", err)
 	}
 }
 

@@ -86,7 +86,8 @@ func CallbackPath(callbackURL string) (string, error) {
 // from then on and closes it when it returns. A Server that is never run
 // must be released with Close.
 type Server struct {
-	ln      net.Listener
+	ln      net.Listener // nil once Unbind released it, until Run binds again
+	addr    string       // the bound address, kept across Unbind
 	srv     *http.Server
 	tls     bool
 	started atomic.Bool
@@ -145,12 +146,29 @@ func NewServer(cfg Config, sink trigger.Sink, log *zap.Logger, reg prometheus.Re
 	if err != nil {
 		return nil, fmt.Errorf("notify: listen on %s: %w", cfg.Listen, err)
 	}
-	s.ln = ln
+	s.ln, s.addr = ln, ln.Addr().String()
 	return s, nil
 }
 
 // Addr is the bound address, e.g. "127.0.0.1:41234".
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string { return s.addr }
+
+// Unbind releases the socket of a Server not yet run; Run binds the same
+// address again. A fleet follower unbinds: a callback that reaches it
+// (a stale route at a takeover) is refused at once, rather than accepted by
+// the kernel into a backlog nobody serves and left to time out at CES.
+// Call it before Run, from the goroutine that calls Run.
+func (s *Server) Unbind() error {
+	if s.started.Load() || s.ln == nil {
+		return nil
+	}
+	err := s.ln.Close()
+	s.ln = nil
+	if err != nil {
+		return fmt.Errorf("notify: unbind %s: %w", s.addr, err)
+	}
+	return nil
+}
 
 // Run serves until ctx is cancelled, then shuts down gracefully within
 // ShutdownTimeout and returns nil. If connections are still busy after that,
@@ -159,6 +177,13 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("notify: Run called twice or after Close")
+	}
+	if s.ln == nil {
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("notify: listen on %s: %w", s.addr, err)
+		}
+		s.ln = ln
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -191,7 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 // Close releases the listener of a Server that was never run. After Run has
 // started it is a no-op: cancel Run's context instead.
 func (s *Server) Close() error {
-	if s == nil || !s.started.CompareAndSwap(false, true) {
+	if s == nil || !s.started.CompareAndSwap(false, true) || s.ln == nil {
 		return nil
 	}
 	return s.ln.Close()

@@ -73,7 +73,13 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	if err == nil {
 		defer callback.Close()
 		if fl.run != nil {
-			err = fl.run(ctx, d, cfg.MetricsListen, log)
+			// The port was checked at startup; the leader binds it again.
+			if callback != nil {
+				err = callback.Unbind()
+			}
+			if err == nil {
+				err = fl.run(ctx, d, cfg.MetricsListen, log)
+			}
 		} else {
 			err = d.Run(ctx)
 		}

@@ -22,6 +22,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -420,6 +421,14 @@ func TestFleet(t *testing.T) {
 	})
 	if code := readyz(follower.metrics); code != http.StatusOK {
 		t.Errorf("warm follower %s /readyz = %d, want 200 (callback_service routes callbacks, so a drain can evict the leader)", follower.id, code)
+	}
+	// A stale route to a follower is refused at once, not left in a backlog
+	// nobody serves until CES times out.
+	if c, err := net.DialTimeout("tcp", net.JoinHostPort(follower.host, pods.port), 5*time.Second); err == nil {
+		c.Close()
+		t.Errorf("follower %s accepted a connection on its callback port", follower.id)
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("follower %s callback port: %v, want connection refused", follower.id, err)
 	}
 
 	t.Log("a rotation's callback reaches the leader through the EndpointSlice, and the Secret")
