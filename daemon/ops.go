@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -71,8 +72,15 @@ func ServeOps(ctx context.Context, ln net.Listener, h http.Handler, grace time.D
 // OpsHandler serves /metrics, /healthz, /readyz and /status. /status is
 // here, never on the callback listener: it is for the operator on the box.
 func (d *Daemon) OpsHandler() http.Handler {
+	return NewOpsHandler(d.gatherer, func() (string, error) { return "ready", d.checkReady() }, func() any { return d.Status() })
+}
+
+// NewOpsHandler is the ops listener's handler, for the daemon and for a
+// fleet follower alike: /metrics from gat, /healthz, /readyz (200 with the
+// message ready returns, 503 with its error) and /status (status as JSON).
+func NewOpsHandler(gat prometheus.Gatherer, ready func() (string, error), status func() any) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gat, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -80,19 +88,20 @@ func (d *Daemon) OpsHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		if err := d.checkReady(); err != nil {
+		msg, err := ready()
+		if err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready:", err)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, msg)
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(d.Status()) // a write error means the client left
+		_ = enc.Encode(status()) // a write error means the client left
 	})
 	return mux
 }

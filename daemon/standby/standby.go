@@ -11,7 +11,6 @@ package standby
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -22,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/cesd/cesd/daemon"
@@ -328,30 +326,12 @@ func (s *Standby) Status() daemon.Status {
 // Handler serves /metrics, /healthz, /readyz and /status, as the leader's
 // ops listener does.
 func (s *Standby) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gat, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
+	return daemon.NewOpsHandler(s.gat, func() (string, error) {
 		if err := s.ready(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "not ready:", err)
-			return
+			return "", err
 		}
-		fmt.Fprintf(w, "ready: warm follower; the lease holder is %q\n", s.lease.Holder())
-	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(s.Status()) // a write error means the client left
-	})
-	return mux
+		return fmt.Sprintf("ready: warm follower; the lease holder is %q", s.lease.Holder()), nil
+	}, func() any { return s.Status() })
 }
 
 func (s *Standby) ready() error {
